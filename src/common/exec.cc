@@ -1,0 +1,198 @@
+#include "common/exec.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "common/error.h"
+
+extern char** environ;
+
+namespace minik::exec {
+namespace {
+
+Runner& TestRunner() {
+  static Runner runner;
+  return runner;
+}
+
+Result RunReal(const Command& cmd) {
+  Result r;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+    r.err = std::string("pipe: ") + std::strerror(errno);
+    return r;
+  }
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    auto eq = kv.find('=');
+    if (eq != std::string::npos && cmd.extra_env.count(kv.substr(0, eq))) {
+      continue;
+    }
+    env_storage.push_back(kv);
+  }
+  for (auto& [k, v] : cmd.extra_env) {
+    env_storage.push_back(k + "=" + v);
+  }
+  std::vector<char*> envp, argv;
+  for (auto& s : env_storage) {
+    envp.push_back(s.data());
+  }
+  envp.push_back(nullptr);
+  std::vector<std::string> args = cmd.argv;
+  for (auto& s : args) {
+    argv.push_back(s.data());
+  }
+  argv.push_back(nullptr);
+  std::string path = LookPath(cmd.argv.at(0));
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    signal(SIGPIPE, SIG_DFL);
+    execve(path.empty() ? argv[0] : path.c_str(), argv.data(), envp.data());
+    dprintf(2, "exec %s: %s", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  if (pid < 0) {
+    close(in[1]);
+    close(out[0]);
+    close(err[0]);
+    r.err = std::string("fork: ") + std::strerror(errno);
+    return r;
+  }
+  size_t written = 0;
+  if (cmd.stdin_data.empty()) {
+    close(in[1]);
+    in[1] = -1;
+  } else {
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+  }
+  bool out_open = true, err_open = true;
+  char buf[65536];
+  while (out_open || err_open) {
+    pollfd fds[3];
+    int n = 0;
+    int out_i = -1, err_i = -1, in_i = -1;
+    if (out_open) {
+      fds[n] = {out[0], POLLIN, 0};
+      out_i = n++;
+    }
+    if (err_open) {
+      fds[n] = {err[0], POLLIN, 0};
+      err_i = n++;
+    }
+    if (in[1] >= 0) {
+      fds[n] = {in[1], POLLOUT, 0};
+      in_i = n++;
+    }
+    if (poll(fds, n, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      break;
+    }
+    auto drain = [&](int idx, int fd, std::string& dst, bool& open) {
+      if (idx >= 0 && fds[idx].revents) {
+        ssize_t k = read(fd, buf, sizeof(buf));
+        if (k > 0) {
+          dst.append(buf, static_cast<size_t>(k));
+        } else if (k == 0 || errno != EINTR) {
+          open = false;
+        }
+      }
+    };
+    drain(out_i, out[0], r.out, out_open);
+    drain(err_i, err[0], r.err, err_open);
+    if (in_i >= 0 && fds[in_i].revents) {
+      ssize_t k = write(in[1], cmd.stdin_data.data() + written, cmd.stdin_data.size() - written);
+      if (k > 0) {
+        written += static_cast<size_t>(k);
+      }
+      if (k < 0 && errno != EAGAIN && errno != EINTR) {
+        written = cmd.stdin_data.size();
+      }
+      if (written >= cmd.stdin_data.size()) {
+        close(in[1]);
+        in[1] = -1;
+      }
+    }
+  }
+  if (in[1] >= 0) {
+    close(in[1]);
+  }
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace
+
+Result Run(const Command& cmd) {
+  if (TestRunner()) {
+    return TestRunner()(cmd);
+  }
+  return RunReal(cmd);
+}
+
+std::string Describe(const Command& cmd, const Result& r) {
+  std::ostringstream ss;
+  for (size_t i = 0; i < cmd.argv.size() && i < 3; ++i) {
+    ss << (i ? " " : "") << cmd.argv[i];
+  }
+  ss << ": exit " << r.exit_code;
+  std::string e = r.err;
+  while (!e.empty() && (e.back() == '\n' || e.back() == ' ')) {
+    e.pop_back();
+  }
+  if (!e.empty()) {
+    ss << ": " << e;
+  }
+  return ss.str();
+}
+
+std::string RunOrThrow(const Command& cmd) {
+  Result r = Run(cmd);
+  if (!r.ok()) {
+    throw Error(Describe(cmd, r));
+  }
+  return r.out;
+}
+
+std::string LookPath(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    return access(name.c_str(), X_OK) == 0 ? name : "";
+  }
+  const char* path = getenv("PATH");
+  std::string p = path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  std::stringstream ss(p);
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    std::string full = (dir.empty() ? "." : dir) + "/" + name;
+    struct stat st;
+    if (stat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(full.c_str(), X_OK) == 0) {
+      return full;
+    }
+  }
+  return "";
+}
+
+void SetRunnerForTesting(Runner runner) { TestRunner() = std::move(runner); }
+
+}  // namespace minik::exec

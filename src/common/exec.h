@@ -1,0 +1,39 @@
+#pragma once
+// The one way minik runs another program. Every run records argv, exit code and
+// output, and an error reads like `runc create web-7f9c: exit 1: <stderr>`.
+// Tests replace the runner through SetRunnerForTesting.
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace minik::exec {
+
+struct Command {
+  std::vector<std::string> argv;
+  std::string stdin_data;
+  std::map<std::string, std::string> extra_env;
+};
+
+struct Result {
+  int exit_code = -1;  // -1 when the program could not be started or was killed by a signal
+  std::string out;
+  std::string err;
+  bool ok() const { return exit_code == 0; }
+};
+
+using Runner = std::function<Result(const Command&)>;
+
+// Runs the command to completion and captures its output.
+Result Run(const Command& cmd);
+// Runs it and throws minik::Error naming argv, exit code and stderr when it fails.
+std::string RunOrThrow(const Command& cmd);
+// Describes a run for an error message: "argv0 argv1: exit 1: stderr".
+std::string Describe(const Command& cmd, const Result& r);
+// Finds a program on PATH; empty when absent.
+std::string LookPath(const std::string& name);
+
+void SetRunnerForTesting(Runner runner);
+
+}  // namespace minik::exec
