@@ -196,3 +196,91 @@ std::string LookPath(const std::string& name) {
 void SetRunnerForTesting(Runner runner) { TestRunner() = std::move(runner); }
 
 }  // namespace minik::exec
+
+#include <sys/prctl.h>
+
+#include <fstream>
+
+namespace minik::exec {
+
+int StartProcess(const Spawn& spec) {
+  if (spec.argv.empty()) {
+    throw Error("start process: empty command");
+  }
+  std::string path = LookPath(spec.argv[0]);
+  if (path.empty()) {
+    throw Error("start " + spec.argv[0] + ": not found on PATH");
+  }
+  int log_fd = -1;
+  if (!spec.log_file.empty()) {
+    log_fd = ::open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+      throw SystemError("open log '" + spec.log_file + "'", errno);
+    }
+  }
+  std::vector<std::string> args = spec.argv;
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    int err = errno;
+    if (log_fd >= 0) {
+      close(log_fd);
+    }
+    throw SystemError("fork for " + spec.argv[0], err);
+  }
+  if (pid == 0) {
+    if (spec.new_session) {
+      setsid();
+    }
+    if (spec.die_with_parent) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) {
+        _exit(1);
+      }
+    }
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    int out = log_fd >= 0 ? log_fd : devnull;
+    dup2(out, 1);
+    dup2(out, 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
+    execv(path.c_str(), argv.data());
+    dprintf(2, "exec %s: %s\n", path.c_str(), std::strerror(errno));
+    _exit(127);
+  }
+  if (log_fd >= 0) {
+    close(log_fd);
+  }
+  return pid;
+}
+
+std::string SelfExe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) {
+    throw SystemError("readlink /proc/self/exe", errno);
+  }
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool ProcessAlive(int pid) {
+  if (pid <= 0 || kill(pid, 0) != 0) {
+    return false;
+  }
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  return close_paren == std::string::npos || close_paren + 2 >= line.size() ||
+         line[close_paren + 2] != 'Z';
+}
+
+}  // namespace minik::exec

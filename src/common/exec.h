@@ -37,3 +37,21 @@ std::string LookPath(const std::string& name);
 void SetRunnerForTesting(Runner runner);
 
 }  // namespace minik::exec
+
+namespace minik::exec {
+
+struct Spawn {
+  std::vector<std::string> argv;
+  std::string log_file;          // stdout and stderr are appended here ("" = /dev/null)
+  bool new_session = false;      // detach from the caller's session (daemons)
+  bool die_with_parent = false;  // SIGTERM when the parent dies (supervised children)
+};
+
+// Starts a process without waiting for it; returns its PID. Throws minik::Error.
+int StartProcess(const Spawn& spec);
+// The path of the running binary.
+std::string SelfExe();
+// True when a process with this PID exists and is not a zombie.
+bool ProcessAlive(int pid);
+
+}  // namespace minik::exec

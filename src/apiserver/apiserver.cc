@@ -1,0 +1,880 @@
+#include "apiserver/apiserver.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+
+#include "api/patch.h"
+#include "api/printers.h"
+#include "api/protobuf.h"
+#include "api/status.h"
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "store/registry.h"
+
+namespace minik::apiserver {
+
+using api::BadRequest;
+using api::StatusError;
+
+namespace {
+
+const char* kJson = "application/json";
+
+void WriteJson(http::ResponseWriter& w, int code, const json& body,
+               const std::string& content_type = kJson, http::Headers extra = {}) {
+  extra["Content-Type"] = content_type;
+  extra["Cache-Control"] = "no-cache, private";
+  w.Send(code, extra, body.dump());
+}
+
+void WriteStatus(http::ResponseWriter& w, const StatusError& e) {
+  http::Headers h;
+  if (e.code() == 401) {
+    h["WWW-Authenticate"] = "Basic realm=\"kubernetes-master\"";
+  }
+  WriteJson(w, e.code(), e.ToStatus(), kJson, h);
+}
+
+std::vector<std::string> Split(const std::string& path) {
+  std::vector<std::string> segs;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t slash = path.find('/', pos);
+    std::string s = path.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    if (!s.empty()) {
+      segs.push_back(s);
+    }
+    if (slash == std::string::npos) {
+      break;
+    }
+    pos = slash + 1;
+  }
+  return segs;
+}
+
+bool Truthy(const std::string& v) {
+  std::string l = v;
+  for (auto& c : l) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return l == "true" || l == "1";
+}
+
+std::string MediaType(const std::string& content_type) {
+  std::string t = content_type.substr(0, content_type.find(';'));
+  t.erase(0, t.find_first_not_of(' '));
+  t.erase(t.find_last_not_of(' ') + 1);
+  for (auto& c : t) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return t;
+}
+
+ListRequest ParseList(const http::Request& req) {
+  ListRequest l;
+  l.labels = api::LabelSelector::Parse(req.Param("labelSelector"));
+  l.fields = api::FieldSelector::Parse(req.Param("fieldSelector"));
+  std::string limit = req.Param("limit");
+  if (!limit.empty()) {
+    try {
+      l.limit = std::stoll(limit);
+    } catch (const std::exception&) {
+      throw BadRequest("limit must be a number: " + limit);
+    }
+  }
+  l.continue_token = req.Param("continue");
+  l.resource_version = req.Param("resourceVersion");
+  l.resource_version_match = req.Param("resourceVersionMatch");
+  return l;
+}
+
+// Receives the store's events for one watch request; the request thread drains it.
+class WatchQueue : public store::WatchSink {
+ public:
+  static constexpr size_t kMaxQueued = 100000;
+  void OnEvents(const std::vector<store::Event>& events) override {
+    std::lock_guard lock(mu_);
+    if (queue_.size() + events.size() > kMaxQueued) {
+      overflow_ = true;
+    } else {
+      queue_.insert(queue_.end(), events.begin(), events.end());
+    }
+    cv_.notify_one();
+  }
+  // Waits up to `timeout` for events; returns them (possibly none).
+  std::vector<store::Event> Take(std::chrono::milliseconds timeout, bool* overflow) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || overflow_; });
+    std::vector<store::Event> out(queue_.begin(), queue_.end());
+    queue_.clear();
+    *overflow = overflow_;
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<store::Event> queue_;
+  bool overflow_ = false;
+};
+
+}  // namespace
+
+ApiServer::ApiServer(Options opts)
+    : opts_(std::move(opts)),
+      registry_(api::ResourceRegistry::Builtin()),
+      types_(api::TypeTable::Builtin()) {}
+
+ApiServer::~ApiServer() { Stop(); }
+
+uint16_t ApiServer::Start() {
+  store::RegisterBuiltins();
+  store::StoreOptions so;
+  so.data_dir = opts_.data_dir;
+  so.history_seconds = opts_.history_seconds;
+  store_ = store::Create(opts_.store, so);
+  storage_ = std::make_unique<RestStorage>(*store_, registry_, types_);
+  Bootstrap();
+  http::ServerOptions ho;
+  ho.address = opts_.bind_address;
+  ho.port = opts_.port;
+  ho.cert_pem = fs::ReadFile(opts_.cert_dir + "/apiserver.crt");
+  ho.key_pem = fs::ReadFile(opts_.cert_dir + "/apiserver.key");
+  ho.client_ca_pem = fs::ReadFile(opts_.cert_dir + "/ca.crt");
+  ho.error_body = [](int status, const std::string& message) {
+    const char* reason = status == 413 ? "RequestEntityTooLarge"
+                         : status == 429 ? "TooManyRequests"
+                                         : "BadRequest";
+    return StatusError(status, reason, message).ToStatus().dump();
+  };
+  server_ = std::make_unique<http::Server>(ho, [this](http::Request& req, http::ResponseWriter& w) {
+    Handle(req, w);
+  });
+  port_ = server_->Start();
+  ready_ = true;
+  log::Info("serving the Kubernetes API on https://{}:{} (store: {})", opts_.bind_address, port_,
+            opts_.store);
+  return port_;
+}
+
+void ApiServer::Stop() {
+  ready_ = false;
+  if (server_) {
+    server_->Stop();
+    server_.reset();
+  }
+  storage_.reset();
+  store_.reset();
+}
+
+void ApiServer::Bootstrap() {
+  const api::ResourceInfo* ns = registry_.Find("", "v1", "namespaces");
+  for (const char* name : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
+    try {
+      storage_->Create(*ns, "", json{{"metadata", {{"name", name}}}}, {});
+    } catch (const StatusError& e) {
+      if (e.code() != 409) {
+        throw;
+      }
+    }
+  }
+  const api::ResourceInfo* svc = registry_.Find("", "v1", "services");
+  json kubernetes = {
+      {"metadata",
+       {{"name", "kubernetes"},
+        {"labels", {{"component", "apiserver"}, {"provider", "kubernetes"}}}}},
+      {"spec",
+       {{"type", "ClusterIP"},
+        {"clusterIP", "10.96.0.1"},
+        {"ports", {{{"name", "https"}, {"port", 443}, {"protocol", "TCP"}, {"targetPort", opts_.port}}}}}}};
+  try {
+    storage_->Create(*svc, "default", kubernetes, {});
+  } catch (const StatusError& e) {
+    if (e.code() != 409) {
+      throw;
+    }
+  }
+  const api::ResourceInfo* ep = registry_.Find("", "v1", "endpoints");
+  json endpoints = {
+      {"metadata", {{"name", "kubernetes"}, {"labels", {{"endpointslice.kubernetes.io/skip-mirror", "true"}}}}},
+      {"subsets",
+       {{{"addresses", {{{"ip", opts_.advertise_address}}}},
+         {"ports", {{{"name", "https"}, {"port", opts_.port}, {"protocol", "TCP"}}}}}}}};
+  try {
+    json cur = storage_->Get(*ep, "default", "kubernetes");
+    if (cur["subsets"] != endpoints["subsets"]) {
+      cur["subsets"] = endpoints["subsets"];
+      storage_->Update(*ep, "default", "kubernetes", cur, "", {});
+    }
+  } catch (const StatusError& e) {
+    if (e.code() != 404) {
+      throw;
+    }
+    storage_->Create(*ep, "default", endpoints, {});
+  }
+}
+
+void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {
+  while (req.path.size() > 1 && req.path.back() == '/') {
+    req.path.pop_back();
+  }
+  try {
+    const std::string& p = req.path;
+    if (p == "/healthz" || p == "/livez" || p == "/readyz" || p.rfind("/healthz/", 0) == 0 ||
+        p.rfind("/livez/", 0) == 0 || p.rfind("/readyz/", 0) == 0) {
+      bool ok = p.rfind("/readyz", 0) != 0 || ready_;
+      std::string body = ok ? "ok" : "[-]bootstrap failed: not finished\nreadyz check failed";
+      if (req.Has("verbose")) {
+        body = ok ? "[+]ping ok\n[+]etcd ok\n[+]poststarthook/bootstrap ok\n" +
+                        std::string(p.rfind("/readyz", 0) == 0 ? "readyz" : p.substr(1)) +
+                        " check passed\n"
+                  : body;
+      }
+      w.Send(ok ? 200 : 500, {{"Content-Type", "text/plain; charset=utf-8"}}, body);
+      return;
+    }
+    if (p == "/version") {
+      WriteJson(w, 200,
+                {{"major", "1"},
+                 {"minor", "32"},
+                 {"gitVersion", "v1.32.0"},
+                 {"gitCommit", "minik"},
+                 {"gitTreeState", "clean"},
+                 {"buildDate", "2026-11-27T00:00:00Z"},
+                 {"goVersion", "minik (C++20)"},
+                 {"compiler", "gc"},
+                 {"platform", "linux/amd64"}});
+      return;
+    }
+    if (!req.authenticated) {
+      throw api::Unauthorized();
+    }
+    Route(req, w);
+  } catch (const StatusError& e) {
+    if (!w.sent()) {
+      WriteStatus(w, e);
+    }
+  } catch (const ParseError& e) {
+    if (!w.sent()) {
+      WriteStatus(w, BadRequest(e.what()));
+    }
+  } catch (const store::StorageError& e) {
+    log::Error("{} {}: storage: {}", req.method, req.target, e.what());
+    if (!w.sent()) {
+      WriteStatus(w, api::InternalError(e.what()));
+    }
+  } catch (const store::Conflict& e) {
+    if (!w.sent()) {
+      WriteStatus(w, StatusError(409, "Conflict", e.what()));
+    }
+  } catch (const json::exception& e) {
+    if (!w.sent()) {
+      WriteStatus(w, BadRequest(e.what()));
+    }
+  }
+}
+
+void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
+  std::vector<std::string> segs = Split(req.path);
+  Negotiated neg = Negotiate(req.Header("Accept"));
+  auto discovery = [&](const json& body) {
+    std::string ct = neg.aggregated_discovery
+                         ? "application/json;g=apidiscovery.k8s.io;v=" + neg.discovery_version +
+                               ";as=APIGroupDiscoveryList"
+                         : kJson;
+    WriteJson(w, 200, body, ct);
+  };
+  if (segs.empty()) {
+    json paths = json::array({"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3",
+                              "/readyz", "/version"});
+    for (const auto& g : registry_.groups()) {
+      if (!g.empty()) {
+        paths.push_back("/apis/" + g);
+      }
+    }
+    WriteJson(w, 200, {{"paths", paths}});
+    return;
+  }
+  if (segs[0] == "openapi") {
+    if (segs.size() == 2 && segs[1] == "v3") {
+      WriteJson(w, 200, OpenApiIndex(registry_));
+      return;
+    }
+    if (segs.size() > 2 && segs[1] == "v3") {
+      std::string gv;
+      for (size_t i = 2; i < segs.size(); ++i) {
+        gv += (i > 2 ? "/" : "") + segs[i];
+      }
+      json doc = OpenApiDocument(registry_, types_, gv);
+      if (doc.is_null()) {
+        throw StatusError(404, "NotFound", "the server could not find the requested resource");
+      }
+      WriteJson(w, 200, doc);
+      return;
+    }
+    throw StatusError(404, "NotFound", "the server could not find the requested resource");
+  }
+  std::string group, version;
+  size_t rest;
+  if (segs[0] == "api") {
+    if (segs.size() == 1) {
+      if (req.method != "GET") {
+        throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+      }
+      discovery(neg.aggregated_discovery ? AggregatedDiscovery(registry_, true, neg.discovery_version)
+                                         : DiscoveryApiVersions(opts_.advertise_address + ":" + std::to_string(port_)));
+      return;
+    }
+    version = segs[1];
+    rest = 2;
+  } else if (segs[0] == "apis") {
+    if (segs.size() == 1) {
+      discovery(neg.aggregated_discovery ? AggregatedDiscovery(registry_, false, neg.discovery_version)
+                                         : DiscoveryGroupList(registry_));
+      return;
+    }
+    group = segs[1];
+    auto groups = registry_.groups();
+    if (std::find(groups.begin(), groups.end(), group) == groups.end() || group.empty()) {
+      throw StatusError(404, "NotFound", "the server could not find the requested resource");
+    }
+    if (segs.size() == 2) {
+      WriteJson(w, 200, DiscoveryGroup(registry_, group));
+      return;
+    }
+    version = segs[2];
+    rest = 3;
+  } else {
+    throw StatusError(404, "NotFound", "the server could not find the requested resource");
+  }
+  if (segs.size() == rest) {
+    json list = DiscoveryResourceList(registry_, group, version);
+    if (list["resources"].empty()) {
+      throw StatusError(404, "NotFound", "the server could not find the requested resource");
+    }
+    WriteJson(w, 200, list);
+    return;
+  }
+  std::vector<std::string> r(segs.begin() + static_cast<long>(rest), segs.end());
+  std::string ns, name, sub;
+  const api::ResourceInfo* info = nullptr;
+  if (r.size() >= 3 && r[0] == "namespaces") {
+    const api::ResourceInfo* nsr = registry_.Find(group, version, r[2]);
+    if (nsr && nsr->namespaced) {
+      info = nsr;
+      ns = r[1];
+      if (r.size() >= 4) {
+        name = r[3];
+      }
+      if (r.size() >= 5) {
+        sub = r[4];
+      }
+      if (r.size() > 5) {
+        throw StatusError(404, "NotFound", "the server could not find the requested resource");
+      }
+    }
+  }
+  if (!info) {
+    info = registry_.Find(group, version, r[0]);
+    if (!info || r.size() > 3) {
+      throw StatusError(404, "NotFound", "the server could not find the requested resource");
+    }
+    if (r.size() >= 2) {
+      name = r[1];
+    }
+    if (r.size() == 3) {
+      sub = r[2];
+    }
+    if (info->namespaced && !name.empty()) {
+      // A namespaced resource is addressed under /namespaces/NS.
+      throw StatusError(404, "NotFound", "the server could not find the requested resource");
+    }
+  }
+  if (!sub.empty() && !info->has_subresource(sub)) {
+    throw StatusError(404, "NotFound", "the server could not find the requested resource");
+  }
+  ServeResource(req, w, *info, ns, name, sub);
+}
+
+json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
+                           bool strict_default) {
+  std::string media = MediaType(req.Header("Content-Type"));
+  std::string validation = req.Param("fieldValidation", strict_default ? "Strict" : "Warn");
+  if (validation != "Strict" && validation != "Warn" && validation != "Ignore") {
+    throw BadRequest("fieldValidation must be one of Ignore, Warn or Strict, not \"" + validation + "\"");
+  }
+  if (req.body.empty()) {
+    throw BadRequest("the request body is empty");
+  }
+  json obj;
+  std::vector<std::string> duplicates;
+  if (media == "application/vnd.kubernetes.protobuf") {
+    try {
+      api::ProtobufEnvelope env = api::DecodeEnvelope(req.body);
+      const api::ResourceInfo* target = registry_.FindKind(env.api_version, env.kind);
+      if (!target) {
+        throw StatusError(400, "BadRequest",
+                          "protobuf bodies of kind " + env.api_version + " " + env.kind +
+                              " are not served by this server");
+      }
+      if (target != &r) {
+        throw BadRequest("the body holds a " + env.api_version + " " + env.kind +
+                         ", but the request is for " + r.group_resource());
+      }
+      obj = api::DecodeMessage(types_, r.type_name, env.raw);
+      obj["apiVersion"] = env.api_version;
+      obj["kind"] = env.kind;
+    } catch (const api::ProtobufError& e) {
+      throw BadRequest(std::string("invalid protobuf body: ") + e.what());
+    }
+  } else if (media == "application/json" || media.empty()) {
+    Decoded d = ParseJson(req.body);
+    obj = std::move(d.value);
+    duplicates = std::move(d.duplicate_keys);
+  } else if (media == "application/yaml" || media == "application/x-yaml" || media == "text/yaml") {
+    Decoded d = ParseYaml(req.body);
+    obj = std::move(d.value);
+    duplicates = std::move(d.duplicate_keys);
+  } else {
+    throw api::UnsupportedMediaType("the body of the request was in an unknown format - accepted "
+                                    "media types include: application/json, application/yaml, "
+                                    "application/vnd.kubernetes.protobuf");
+  }
+  if (!obj.is_object()) {
+    throw BadRequest("the request body must be an object");
+  }
+  std::string av = obj.value("apiVersion", "");
+  std::string kind = obj.value("kind", "");
+  if (!av.empty() && av != r.api_version()) {
+    throw BadRequest("the API version in the data (" + av +
+                     ") does not match the expected API version (" + r.api_version() + ")");
+  }
+  if (!kind.empty() && kind != r.kind) {
+    throw BadRequest("the kind in the data (" + kind + ") does not match the expected kind (" +
+                     r.kind + ")");
+  }
+  api::FieldProblems problems = api::CheckFields(types_, r.type_name, obj);
+  if (!problems.errors.empty()) {
+    std::string msg;
+    for (const auto& e : problems.errors) {
+      msg += (msg.empty() ? "" : ", ") + e;
+    }
+    throw BadRequest("the body has fields of the wrong type: " + msg);
+  }
+  if (validation == "Strict" && (!problems.unknown.empty() || !duplicates.empty())) {
+    std::string msg = "strict decoding error: ";
+    bool first = true;
+    for (const auto& u : problems.unknown) {
+      msg += (first ? "" : ", ") + ("unknown field \"" + u + "\"");
+      first = false;
+    }
+    for (const auto& d : duplicates) {
+      std::string f = d.empty() || d[0] != '.' ? d : d.substr(1);
+      msg += (first ? "" : ", ") + ("duplicate field \"" + f + "\"");
+      first = false;
+    }
+    throw BadRequest(msg);
+  }
+  return obj;
+}
+
+void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
+                              const api::ResourceInfo& r, const std::string& ns,
+                              const std::string& name, const std::string& sub) {
+  Negotiated neg = Negotiate(req.Header("Accept"));
+  const std::string& m = req.method;
+  WriteOptions wo;
+  wo.field_manager = req.Param("fieldManager");
+  std::string dry = req.Param("dryRun");
+  if (!dry.empty() && dry != "All") {
+    throw BadRequest("Invalid dryRun value: " + dry + " (only \"All\" is supported)");
+  }
+  wo.dry_run = dry == "All";
+  if (r.namespaced && ns.empty() && (m != "GET" || !name.empty())) {
+    throw StatusError(404, "NotFound", "the server could not find the requested resource");
+  }
+  auto respond = [&](int code, const json& obj) {
+    if (neg.table && obj.contains("metadata")) {
+      json lm = {{"resourceVersion", GetString(obj, "metadata.resourceVersion")}};
+      WriteJson(w, code, BuildTable(r, json::array({obj}), lm, req.Param("includeObject"), neg.table_version));
+    } else {
+      WriteJson(w, code, obj);
+    }
+  };
+  if (sub == "scale") {
+    ServeScale(req, w, r, ns, name);
+    return;
+  }
+  if (m == "GET") {
+    if (name.empty()) {
+      if (Truthy(req.Param("watch"))) {
+        ServeWatch(req, w, r, ns, "");
+        return;
+      }
+      json list = storage_->List(r, ns, ParseList(req));
+      if (neg.table) {
+        WriteJson(w, 200, BuildTable(r, list["items"], list["metadata"], req.Param("includeObject"), neg.table_version));
+      } else {
+        WriteJson(w, 200, list);
+      }
+      return;
+    }
+    respond(200, storage_->Get(r, ns, name));
+    return;
+  }
+  if (m == "POST") {
+    if (!name.empty() && sub == "binding" && r.plural == "pods") {
+      json binding = ParseJson(req.body).value;
+      std::string node = GetString(binding, "target.name");
+      if (node.empty()) {
+        throw api::Invalid("", "Binding", name, {{"FieldValueRequired", "Required value", "target.name"}});
+      }
+      json pod = storage_->Get(r, ns, name);
+      if (!GetString(pod, "spec.nodeName").empty()) {
+        throw api::Conflict("", "pods/binding", name, "pod " + name + " is already assigned to node \"" + GetString(pod, "spec.nodeName") + "\"");
+      }
+      json patch = {{"spec", {{"nodeName", node}}}};
+      if (!GetString(pod, "metadata.resourceVersion").empty()) {
+        patch["metadata"] = {{"resourceVersion", GetString(pod, "metadata.resourceVersion")}};
+      }
+      storage_->Patch(r, ns, name, PatchType::kMerge, patch, "", wo, false);
+      WriteJson(w, 201, api::StatusSuccess());
+      return;
+    }
+    if (!name.empty()) {
+      throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+    }
+    json obj = DecodeBody(req, r, false);
+    respond(201, storage_->Create(r, ns, std::move(obj), wo));
+    return;
+  }
+  if (m == "PUT") {
+    if (name.empty()) {
+      throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+    }
+    json obj = DecodeBody(req, r, false);
+    if (sub == "finalize") {
+      json cur = storage_->Get(r, ns, name);
+      cur["spec"]["finalizers"] = obj.contains("spec") && obj["spec"].contains("finalizers") ? obj["spec"]["finalizers"] : json::array();
+      if (const json* rv = Find(obj, "metadata.resourceVersion")) {
+        cur["metadata"]["resourceVersion"] = *rv;
+      }
+      json out = storage_->Update(r, ns, name, cur, "", wo);
+      respond(200, out);
+      return;
+    }
+    respond(200, storage_->Update(r, ns, name, std::move(obj), sub, wo));
+    return;
+  }
+  if (m == "PATCH") {
+    if (name.empty()) {
+      throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+    }
+    std::string media = MediaType(req.Header("Content-Type"));
+    PatchType type;
+    if (media == "application/json-patch+json") {
+      type = PatchType::kJson;
+    } else if (media == "application/merge-patch+json") {
+      type = PatchType::kMerge;
+    } else if (media == "application/strategic-merge-patch+json") {
+      type = PatchType::kStrategic;
+    } else if (media == "application/apply-patch+yaml" || media == "application/apply-patch+json") {
+      type = PatchType::kApply;
+      if (wo.field_manager.empty()) {
+        throw BadRequest("PATCH requests of type apply must include the fieldManager query parameter");
+      }
+    } else {
+      throw api::UnsupportedMediaType("the body of the request was in an unknown format - accepted "
+                                      "media types include: application/json-patch+json, "
+                                      "application/merge-patch+json, "
+                                      "application/apply-patch+yaml, "
+                                      "application/strategic-merge-patch+json");
+    }
+    Decoded d = type == PatchType::kApply ? ParseYaml(req.body) : ParseJson(req.body);
+    std::string validation = req.Param("fieldValidation", "Warn");
+    if (validation == "Strict" && type != PatchType::kJson) {
+      json probe = d.value;
+      std::function<void(json&)> strip = [&](json& v) {
+        if (v.is_object()) {
+          for (auto it = v.begin(); it != v.end();) {
+            if (!it.key().empty() && it.key()[0] == '$') {
+              it = v.erase(it);
+            } else {
+              strip(it.value());
+              ++it;
+            }
+          }
+        } else if (v.is_array()) {
+          for (auto& e : v) {
+            strip(e);
+          }
+        }
+      };
+      strip(probe);
+      api::FieldProblems p = api::CheckFields(types_, r.type_name, probe);
+      if (!p.unknown.empty() || !d.duplicate_keys.empty()) {
+        std::string msg = "strict decoding error: ";
+        bool first = true;
+        for (const auto& u : p.unknown) {
+          msg += (first ? "" : ", ") + ("unknown field \"" + u + "\"");
+          first = false;
+        }
+        for (const auto& dk : d.duplicate_keys) {
+          msg += (first ? "" : ", ") + ("duplicate field \"" + (dk.size() && dk[0] == '.' ? dk.substr(1) : dk) + "\"");
+          first = false;
+        }
+        throw BadRequest(msg);
+      }
+    }
+    if (type == PatchType::kApply) {
+      std::string av = d.value.value("apiVersion", "");
+      std::string kind = d.value.value("kind", "");
+      if ((!av.empty() && av != r.api_version()) || (!kind.empty() && kind != r.kind)) {
+        throw BadRequest("the apply body is a " + av + " " + kind + ", not a " + r.api_version() + " " + r.kind);
+      }
+    }
+    respond(200, storage_->Patch(r, ns, name, type, d.value, sub, wo, Truthy(req.Param("force"))));
+    return;
+  }
+  if (m == "DELETE") {
+    json options = json::object();
+    if (!req.body.empty()) {
+      options = ParseJson(req.body).value;
+      if (!options.is_object()) {
+        throw BadRequest("the DeleteOptions body must be an object");
+      }
+    }
+    if (req.Has("propagationPolicy")) {
+      options["propagationPolicy"] = req.Param("propagationPolicy");
+    }
+    if (req.Has("gracePeriodSeconds")) {
+      try {
+        options["gracePeriodSeconds"] = std::stoll(req.Param("gracePeriodSeconds"));
+      } catch (const std::exception&) {
+        throw BadRequest("gracePeriodSeconds must be a number");
+      }
+    }
+    if (const json* dr = Find(options, "dryRun"); dr && dr->is_array() && !dr->empty()) {
+      wo.dry_run = true;
+    }
+    if (name.empty()) {
+      WriteJson(w, 200, storage_->DeleteCollection(r, ns, ParseList(req), options, wo.dry_run));
+      return;
+    }
+    auto [obj, gone] = storage_->Delete(r, ns, name, options, wo.dry_run);
+    respond(gone ? 200 : 202, obj);
+    return;
+  }
+  throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+}
+
+void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                           const std::string& ns, const std::string& name) {
+  auto to_scale = [&](const json& obj) {
+    std::string selector = api::FormatSelector(Find(obj, "spec.selector") ? *Find(obj, "spec.selector") : json());
+    if (selector == "<none>") {
+      selector = "";
+    }
+    json meta = {{"name", GetString(obj, "metadata.name")},
+                 {"uid", GetString(obj, "metadata.uid")},
+                 {"resourceVersion", GetString(obj, "metadata.resourceVersion")},
+                 {"creationTimestamp", GetString(obj, "metadata.creationTimestamp")}};
+    if (r.namespaced) {
+      meta["namespace"] = ns;
+    }
+    json status = {{"replicas", Find(obj, "status.replicas") ? *Find(obj, "status.replicas") : json(0)}};
+    if (!selector.empty()) {
+      status["selector"] = selector;
+    }
+    return json{{"kind", "Scale"},
+                {"apiVersion", "autoscaling/v1"},
+                {"metadata", meta},
+                {"spec", {{"replicas", Find(obj, "spec.replicas") ? *Find(obj, "spec.replicas") : json(0)}}},
+                {"status", status}};
+  };
+  WriteOptions wo;
+  wo.dry_run = req.Param("dryRun") == "All";
+  if (req.method == "GET") {
+    WriteJson(w, 200, to_scale(storage_->Get(r, ns, name)));
+    return;
+  }
+  if (req.method != "PUT" && req.method != "PATCH") {
+    throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+  }
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    json cur = storage_->Get(r, ns, name);
+    json scale = to_scale(cur);
+    json next;
+    if (req.method == "PUT") {
+      next = ParseJson(req.body).value;
+    } else {
+      std::string media = MediaType(req.Header("Content-Type"));
+      json patch = ParseJson(req.body).value;
+      next = media == "application/json-patch+json" ? api::ApplyJsonPatch(scale, patch)
+                                                    : api::ApplyMergePatch(scale, patch);
+    }
+    const json* replicas = Find(next, "spec.replicas");
+    if (!replicas || !replicas->is_number_integer() || replicas->get<int64_t>() < 0) {
+      throw api::Invalid("autoscaling", "Scale", name,
+                         {{"FieldValueInvalid", "Invalid value: must be greater than or equal to 0", "spec.replicas"}});
+    }
+    std::string want_rv = GetString(next, "metadata.resourceVersion");
+    if (!want_rv.empty() && want_rv != GetString(cur, "metadata.resourceVersion")) {
+      throw api::Conflict(r.group, r.plural, name,
+                          "the object has been modified; please apply your changes to the latest version and try again");
+    }
+    cur["spec"]["replicas"] = *replicas;
+    try {
+      json out = storage_->Update(r, ns, name, cur, "", wo);
+      WriteJson(w, 200, to_scale(out));
+      return;
+    } catch (const StatusError& e) {
+      if (e.code() != 409 || !want_rv.empty()) {
+        throw;
+      }
+    }
+  }
+  throw api::Conflict(r.group, r.plural, name, "too many concurrent changes");
+}
+
+void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                           const std::string& ns, const std::string& name) {
+  Negotiated neg = Negotiate(req.Header("Accept"));
+  ListRequest lr = ParseList(req);
+  std::string rv = req.Param("resourceVersion");
+  bool bookmarks = Truthy(req.Param("allowWatchBookmarks"));
+  bool initial = rv.empty() || rv == "0" || Truthy(req.Param("sendInitialEvents"));
+  int64_t timeout_s = 0;
+  if (req.Has("timeoutSeconds")) {
+    try {
+      timeout_s = std::stoll(req.Param("timeoutSeconds"));
+    } catch (const std::exception&) {
+      throw BadRequest("timeoutSeconds must be a number");
+    }
+  }
+  if (timeout_s <= 0) {
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    timeout_s = std::uniform_int_distribution<int64_t>(1800, 3600)(rng);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  auto matches = [&](const json& obj) {
+    const json* labels = Find(obj, "metadata.labels");
+    return lr.labels.Matches(labels ? *labels : json()) && lr.fields.Matches(obj);
+  };
+  std::string prefix = r.key_prefix(ns);
+  auto queue = std::make_shared<WatchQueue>();
+  std::unique_ptr<store::Watch> watch;
+  std::vector<json> initial_objects;
+  int64_t last_rv = 0;
+  std::optional<StatusError> expired;
+  if (initial && !(rv.size() && rv != "0" && !Truthy(req.Param("sendInitialEvents")))) {
+    store::ListResult lr2 = store_->List(prefix);
+    for (const auto& kv : lr2.items) {
+      json obj = RestStorage::Decode(kv);
+      if (matches(obj)) {
+        initial_objects.push_back(std::move(obj));
+      }
+    }
+    last_rv = lr2.revision;
+    watch = store_->WatchPrefix(prefix, last_rv, queue);
+  } else {
+    try {
+      last_rv = std::stoll(rv);
+    } catch (const std::exception&) {
+      throw BadRequest("invalid resourceVersion: " + rv);
+    }
+    try {
+      watch = store_->WatchPrefix(prefix, last_rv, queue);
+    } catch (const store::Expired& e) {
+      expired = api::Gone("too old resource version: " + rv + " (" +
+                          std::to_string(store_->CompactedRevision()) + ")");
+    }
+  }
+  if (!w.StartStream(200, {{"Content-Type", neg.table ? "application/json;as=Table;v=" + neg.table_version + ";g=meta.k8s.io" : kJson},
+                           {"Cache-Control", "no-cache, private"}})) {
+    return;
+  }
+  auto render = [&](const char* type, const json& obj) {
+    json o = obj;
+    if (neg.table && std::string(type) != "BOOKMARK" && std::string(type) != "ERROR") {
+      json lm = {{"resourceVersion", GetString(obj, "metadata.resourceVersion")}};
+      o = BuildTable(r, json::array({obj}), lm, req.Param("includeObject"), neg.table_version);
+    }
+    return json{{"type", type}, {"object", o}}.dump() + "\n";
+  };
+  if (expired) {
+    w.WriteChunk(render("ERROR", expired->ToStatus()));
+    return;
+  }
+  std::string batch;
+  for (const auto& o : initial_objects) {
+    batch += render("ADDED", o);
+    if (batch.size() > 256 * 1024) {
+      if (!w.WriteChunk(batch)) {
+        return;
+      }
+      batch.clear();
+    }
+  }
+  auto bookmark = [&](bool initial_end) {
+    json meta = {{"resourceVersion", std::to_string(last_rv)}};
+    if (initial_end) {
+      meta["annotations"] = {{"k8s.io/initial-events-end", "true"}};
+    }
+    return render("BOOKMARK", {{"kind", r.kind}, {"apiVersion", r.api_version()}, {"metadata", meta}});
+  };
+  if (Truthy(req.Param("sendInitialEvents")) && bookmarks) {
+    batch += bookmark(true);
+  }
+  if (!batch.empty() && !w.WriteChunk(batch)) {
+    return;
+  }
+  auto next_bookmark = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool overflow = false;
+    auto events = queue->Take(std::chrono::milliseconds(1000), &overflow);
+    if (overflow) {
+      w.WriteChunk(render("ERROR", api::Gone("the watch fell too far behind; list and watch again").ToStatus()));
+      return;
+    }
+    std::string out;
+    for (const auto& e : events) {
+      json cur = RestStorage::Decode(e.kv);
+      last_rv = e.kv.mod_revision;
+      bool now = e.type == store::Event::Type::kPut && matches(cur);
+      bool before = false;
+      if (e.prev) {
+        json prev = RestStorage::Decode(*e.prev);
+        before = matches(prev);
+      }
+      if (e.type == store::Event::Type::kDelete) {
+        if (before) {
+          out += render("DELETED", cur);
+        }
+      } else if (now && before) {
+        out += render("MODIFIED", cur);
+      } else if (now) {
+        out += render("ADDED", cur);
+      } else if (before) {
+        out += render("DELETED", cur);
+      }
+    }
+    if (bookmarks && std::chrono::steady_clock::now() > next_bookmark) {
+      out += bookmark(false);
+      next_bookmark = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    }
+    if (!out.empty()) {
+      if (!w.WriteChunk(out)) {
+        return;
+      }
+    } else if (w.ClientGone()) {
+      return;
+    }
+  }
+}
+
+}  // namespace minik::apiserver

@@ -1,0 +1,84 @@
+#pragma once
+// `minik apiserver`: the Kubernetes REST API over HTTPS, owning the store.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "api/resources.h"
+#include "api/types.h"
+#include "apiserver/rest_storage.h"
+#include "common/http.h"
+#include "store/store.h"
+
+namespace minik::apiserver {
+
+struct Options {
+  std::string bind_address = "127.0.0.1";
+  uint16_t port = 8443;
+  std::string cert_dir;  // ca.crt, apiserver.crt, apiserver.key
+  std::string store = "sqlite";
+  std::string data_dir;
+  std::string advertise_address = "127.0.0.1";
+  int history_seconds = 300;
+  // Directory where request bodies are written for debugging (empty: off).
+  std::string capture_dir;
+};
+
+class ApiServer {
+ public:
+  explicit ApiServer(Options opts);
+  ~ApiServer();
+  // Opens the store, creates the system objects and starts serving. Returns the port.
+  uint16_t Start();
+  void Stop();
+  void Handle(http::Request& req, http::ResponseWriter& w);
+
+ private:
+  void Bootstrap();
+  void Route(http::Request& req, http::ResponseWriter& w);
+  void ServeResource(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                     const std::string& ns, const std::string& name,
+                     const std::string& subresource);
+  void ServeWatch(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                  const std::string& ns, const std::string& name);
+  void ServeScale(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                  const std::string& ns, const std::string& name);
+  json DecodeBody(const http::Request& req, const api::ResourceInfo& r, bool strict_default);
+
+  Options opts_;
+  const api::ResourceRegistry& registry_;
+  const api::TypeTable& types_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<RestStorage> storage_;
+  std::unique_ptr<http::Server> server_;
+  std::atomic<bool> ready_{false};
+  uint16_t port_ = 0;
+};
+
+// The Accept header, parsed for what the API server can answer.
+struct Negotiated {
+  bool table = false;
+  std::string table_version = "v1";
+  bool aggregated_discovery = false;
+  std::string discovery_version = "v2";
+};
+Negotiated Negotiate(const std::string& accept);
+
+json DiscoveryApiVersions(const std::string& server_address);
+json DiscoveryGroupList(const api::ResourceRegistry& reg);
+json DiscoveryGroup(const api::ResourceRegistry& reg, const std::string& group);
+json DiscoveryResourceList(const api::ResourceRegistry& reg, const std::string& group,
+                           const std::string& version);
+json AggregatedDiscovery(const api::ResourceRegistry& reg, bool core, const std::string& version);
+
+// OpenAPI v3: the index and one document per group-version ("api/v1", "apis/apps/v1").
+json OpenApiIndex(const api::ResourceRegistry& reg);
+json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& types,
+                     const std::string& group_version_path);
+
+// Builds a meta.k8s.io Table for objects of `r`.
+json BuildTable(const api::ResourceInfo& r, const json& objects, const json& list_meta,
+                const std::string& include_object, const std::string& version);
+
+}  // namespace minik::apiserver

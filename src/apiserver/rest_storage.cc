@@ -1,0 +1,793 @@
+#include "apiserver/rest_storage.h"
+
+#include <arpa/inet.h>
+#include <openssl/evp.h>
+
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "api/patch.h"
+#include "api/validation.h"
+#include "api/status.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace minik::apiserver {
+
+using api::BadRequest;
+using api::Cause;
+using api::StatusError;
+
+namespace {
+
+constexpr int kMaxRetries = 16;
+
+std::mutex& AllocationMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+json& Meta(json& obj) {
+  if (!obj.contains("metadata") || !obj["metadata"].is_object()) {
+    obj["metadata"] = json::object();
+  }
+  return obj["metadata"];
+}
+
+bool HasDeletionTimestamp(const json& obj) {
+  const json* d = Find(obj, "metadata.deletionTimestamp");
+  return d && d->is_string();
+}
+
+bool HasFinalizers(const json& obj) {
+  const json* f = Find(obj, "metadata.finalizers");
+  return f && f->is_array() && !f->empty();
+}
+
+// The parts of an object that count for metadata.generation.
+json SpecPart(const json& obj) {
+  json o = obj;
+  o.erase("metadata");
+  o.erase("status");
+  o.erase("apiVersion");
+  o.erase("kind");
+  return o;
+}
+
+std::string Base64Url(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string Unbase64(const std::string& in) {
+  std::string out(3 * in.size() / 4 + 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) {
+    return "";
+  }
+  size_t pad = 0;
+  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) {
+    ++pad;
+  }
+  out.resize(static_cast<size_t>(n) - pad);
+  return out;
+}
+
+uint32_t ParseIPv4(const std::string& s, bool* ok) {
+  in_addr a;
+  *ok = inet_pton(AF_INET, s.c_str(), &a) == 1;
+  return ntohl(a.s_addr);
+}
+
+std::string FormatIPv4(uint32_t ip) {
+  in_addr a;
+  a.s_addr = htonl(ip);
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a, buf, sizeof(buf));
+  return buf;
+}
+
+// Service CIDR 10.96.0.0/12; the first 256 addresses are for static assignment
+// (`kubernetes` = .1, DNS = .10), dynamic allocation takes the rest.
+constexpr uint32_t kServiceBase = (10u << 24) | (96u << 16);
+constexpr uint32_t kServiceSize = 1u << 20;
+constexpr int kNodePortMin = 30000, kNodePortMax = 32767;
+
+}  // namespace
+
+std::string EncodeContinue(int64_t revision, const std::string& key) {
+  json t = {{"v", "meta.k8s.io/v1"}, {"rv", revision}, {"start", key + std::string(1, '\0')}};
+  return Base64Url(t.dump());
+}
+
+bool DecodeContinue(const std::string& token, int64_t* revision, std::string* key) {
+  try {
+    json t = json::parse(Unbase64(token));
+    *revision = t.at("rv").get<int64_t>();
+    std::string start = t.at("start").get<std::string>();
+    if (!start.empty() && start.back() == '\0') {
+      start.pop_back();
+    }
+    *key = start;
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+RestStorage::RestStorage(store::Store& store, const api::ResourceRegistry& registry,
+                         const api::TypeTable& types)
+    : store_(store), registry_(registry), types_(types) {}
+
+json RestStorage::Decode(const store::KeyValue& kv) {
+  json obj = json::parse(*kv.value);
+  Meta(obj)["resourceVersion"] = std::to_string(kv.mod_revision);
+  return obj;
+}
+
+json RestStorage::Read(const ResourceInfo& r, const std::string& ns, const std::string& name,
+                       int64_t* revision) const {
+  try {
+    store::KeyValue kv = store_.Get(r.key(ns, name));
+    if (revision) {
+      *revision = kv.mod_revision;
+    }
+    return Decode(kv);
+  } catch (const store::NotFound&) {
+    throw api::NotFound(r.group, r.plural, name);
+  }
+}
+
+json RestStorage::Get(const ResourceInfo& r, const std::string& ns, const std::string& name) const {
+  return Read(r, ns, name, nullptr);
+}
+
+json RestStorage::List(const ResourceInfo& r, const std::string& ns, const ListRequest& req) const {
+  store::ListOptions lo;
+  if (!req.continue_token.empty()) {
+    if (!DecodeContinue(req.continue_token, &lo.revision, &lo.start_after)) {
+      throw BadRequest("continue key is not valid: the token could not be decoded");
+    }
+  } else if (req.resource_version_match == "Exact" && !req.resource_version.empty()) {
+    try {
+      lo.revision = std::stoll(req.resource_version);
+    } catch (const std::exception&) {
+      throw BadRequest("invalid resource version: " + req.resource_version);
+    }
+  }
+  lo.limit = req.limit > 0 ? static_cast<size_t>(req.limit) : 0;
+  bool filtered = !req.labels.empty() || !req.fields.empty();
+  if (filtered) {
+    lo.filter = [&](const store::KeyValue& kv) {
+      json obj = json::parse(*kv.value);
+      const json* labels = Find(obj, "metadata.labels");
+      return req.labels.Matches(labels ? *labels : json()) && req.fields.Matches(obj);
+    };
+  }
+  store::ListResult res;
+  try {
+    res = store_.List(r.key_prefix(ns), lo);
+  } catch (const store::Expired& e) {
+    throw StatusError(410, "Expired",
+                      "The provided continue parameter is too old to display a consistent list "
+                      "result. You can start a new list without the continue parameter.");
+  }
+  json items = json::array();
+  for (const auto& kv : res.items) {
+    items.push_back(Decode(kv));
+  }
+  std::string kind = r.kind + "List";
+  json list = {{"kind", kind},
+               {"apiVersion", r.api_version()},
+               {"metadata", {{"resourceVersion", std::to_string(res.revision)}}},
+               {"items", items}};
+  if (res.more && !res.items.empty()) {
+    list["metadata"]["continue"] = EncodeContinue(res.revision, res.items.back().key);
+    if (!filtered) {
+      list["metadata"]["remainingItemCount"] = res.remaining;
+    }
+  }
+  return list;
+}
+
+void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj) {
+  if (!obj.is_object()) {
+    throw BadRequest("the body of a create must be an object");
+  }
+  json& meta = Meta(obj);
+  if (r.namespaced) {
+    std::string body_ns = meta.value("namespace", "");
+    if (!body_ns.empty() && body_ns != ns) {
+      throw BadRequest("the namespace of the provided object does not match the namespace sent "
+                       "on the request");
+    }
+    meta["namespace"] = ns;
+  } else {
+    meta.erase("namespace");
+  }
+  obj["apiVersion"] = r.api_version();
+  obj["kind"] = r.kind;
+  std::string name = meta.value("name", "");
+  std::string generate = meta.value("generateName", "");
+  if (name.empty() && !generate.empty()) {
+    meta["name"] = generate + RandomSuffix(5);
+  }
+  if (meta.contains("resourceVersion") && meta["resourceVersion"].is_string() &&
+      !meta["resourceVersion"].get<std::string>().empty()) {
+    throw BadRequest("resourceVersion should not be set on objects to be created");
+  }
+  meta.erase("resourceVersion");
+  meta.erase("selfLink");
+  meta.erase("deletionTimestamp");
+  meta.erase("deletionGracePeriodSeconds");
+  meta.erase("managedFields");
+  meta["uid"] = NewUid();
+  meta["creationTimestamp"] = FormatTime(Now());
+  if (r.tracks_generation) {
+    meta["generation"] = 1;
+  } else {
+    meta.erase("generation");
+  }
+  if (r.reset_status_on_create) {
+    obj.erase("status");
+  }
+  for (const char* k : {"labels", "annotations", "finalizers", "ownerReferences"}) {
+    if (meta.contains(k) && meta[k].is_null()) {
+      meta.erase(k);
+    }
+  }
+  if (r.defaults) {
+    r.defaults(obj);
+  }
+  Admit(r, obj, nullptr);
+  Validate(r, obj, nullptr);
+}
+
+void RestStorage::Validate(const ResourceInfo& r, const json& obj, const json* old) {
+  std::vector<Cause> causes;
+  // Namespaces and services are DNS labels; RBAC names are path segments; the rest subdomains.
+  bool label_name = r.plural == "namespaces" || r.plural == "services";
+  bool path_segment = r.group == "rbac.authorization.k8s.io" || r.plural == "events";
+  if (path_segment) {
+    std::string name = GetString(obj, "metadata.name");
+    if (name.empty()) {
+      causes.push_back({"FieldValueRequired", "Required value: name or generateName is required",
+                        "metadata.name"});
+    } else if (name == "." || name == ".." || name.find_first_of("/%") != std::string::npos) {
+      causes.push_back({"FieldValueInvalid",
+                        "Invalid value: \"" + name + "\": may not contain '/' or '%'",
+                        "metadata.name"});
+    }
+    json copy = obj;
+    copy["metadata"]["name"] = "x";
+    api::ValidateObjectMeta(copy, r.namespaced, false, causes);
+  } else {
+    api::ValidateObjectMeta(obj, r.namespaced, label_name, causes);
+  }
+  if (r.validate) {
+    r.validate(obj, old, causes);
+  }
+  if (!causes.empty()) {
+    throw api::Invalid(r.group, r.kind, GetString(obj, "metadata.name"), causes);
+  }
+}
+
+void RestStorage::Admit(const ResourceInfo& r, json& obj, const json* old) {
+  // NamespaceLifecycle: objects live in namespaces that exist and are not terminating.
+  if (r.namespaced && !old) {
+    std::string ns = GetString(obj, "metadata.namespace");
+    const ResourceInfo* nsr = registry_.Find("", "v1", "namespaces");
+    try {
+      json n = Decode(store_.Get(nsr->key("", ns)));
+      if (GetString(n, "status.phase") == "Terminating") {
+        throw StatusError(403, "Forbidden",
+                          r.plural + " \"" + GetString(obj, "metadata.name") +
+                              "\" is forbidden: unable to create new content in namespace " + ns +
+                              " because it is being terminated",
+                          json{{"name", GetString(obj, "metadata.name")}, {"kind", r.plural}});
+      }
+    } catch (const store::NotFound&) {
+      throw api::NotFound("", "namespaces", ns);
+    }
+  }
+  if (r.group.empty() && r.plural == "services") {
+    AllocateServiceAddresses(obj, old);
+  }
+}
+
+void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
+  json& spec = svc["spec"];
+  std::string type = spec.value("type", "ClusterIP");
+  const ResourceInfo* sr = registry_.Find("", "v1", "services");
+  std::set<uint32_t> ips;
+  std::set<int64_t> ports;
+  std::string self_key = sr->key(GetString(svc, "metadata.namespace"), GetString(svc, "metadata.name"));
+  for (const auto& kv : store_.List(sr->key_prefix()).items) {
+    if (kv.key == self_key) {
+      continue;
+    }
+    json s = json::parse(*kv.value);
+    bool ok;
+    uint32_t ip = ParseIPv4(GetString(s, "spec.clusterIP"), &ok);
+    if (ok) {
+      ips.insert(ip);
+    }
+    for (const auto& p : Find(s, "spec.ports") && Find(s, "spec.ports")->is_array()
+                             ? *Find(s, "spec.ports")
+                             : json::array()) {
+      if (p.contains("nodePort") && p["nodePort"].is_number_integer()) {
+        ports.insert(p["nodePort"].get<int64_t>());
+      }
+    }
+  }
+  std::vector<Cause> causes;
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  if (type == "ExternalName") {
+    spec.erase("clusterIP");
+    spec.erase("clusterIPs");
+  } else {
+    std::string want = spec.value("clusterIP", "");
+    if (old && want.empty()) {
+      want = GetString(*old, "spec.clusterIP");
+    }
+    if (want == "None") {
+      spec["clusterIPs"] = json::array({"None"});
+    } else if (!want.empty()) {
+      bool ok;
+      uint32_t ip = ParseIPv4(want, &ok);
+      if (!ok) {
+        causes.push_back({"FieldValueInvalid", "Invalid value: \"" + want + "\": must be a valid IP address", "spec.clusterIPs[0]"});
+      } else if (ip < kServiceBase || ip >= kServiceBase + kServiceSize) {
+        causes.push_back({"FieldValueInvalid", "Invalid value: \"" + want + "\": failed to allocate IP " + want + ": the provided IP (" + want + ") is not in the valid range. The range of valid IPs is 10.96.0.0/12", "spec.clusterIPs"});
+      } else if (ips.count(ip) && !(old && GetString(*old, "spec.clusterIP") == want)) {
+        causes.push_back({"FieldValueInvalid", "Invalid value: []string{\"" + want + "\"}: failed to allocate IP " + want + ": provided IP is already allocated", "spec.clusterIPs"});
+      }
+      spec["clusterIP"] = want;
+      spec["clusterIPs"] = json::array({want});
+    } else {
+      std::uniform_int_distribution<uint32_t> dist(256, kServiceSize - 2);
+      for (int i = 0; i < 1000; ++i) {
+        uint32_t ip = kServiceBase + dist(rng);
+        if (!ips.count(ip)) {
+          spec["clusterIP"] = FormatIPv4(ip);
+          spec["clusterIPs"] = json::array({FormatIPv4(ip)});
+          break;
+        }
+      }
+    }
+  }
+  if (type == "NodePort" || type == "LoadBalancer") {
+    std::map<std::pair<int64_t, std::string>, int64_t> old_ports;
+    if (old) {
+      for (const auto& p : Find(*old, "spec.ports") && Find(*old, "spec.ports")->is_array() ? *Find(*old, "spec.ports") : json::array()) {
+        if (p.contains("nodePort")) {
+          old_ports[{p.value("port", 0), p.value("protocol", "TCP")}] = p["nodePort"];
+        }
+      }
+    }
+    bool allocate = type == "NodePort" || spec.value("allocateLoadBalancerNodePorts", true);
+    if (spec.contains("ports") && spec["ports"].is_array()) {
+      for (size_t i = 0; i < spec["ports"].size(); ++i) {
+        json& p = spec["ports"][i];
+        int64_t np = p.contains("nodePort") && p["nodePort"].is_number_integer() ? p["nodePort"].get<int64_t>() : 0;
+        if (np == 0) {
+          auto o = old_ports.find({p.value("port", 0), p.value("protocol", "TCP")});
+          if (o != old_ports.end()) {
+            np = o->second;
+          }
+        }
+        if (np != 0) {
+          bool reused = false;
+          for (auto& [k, v] : old_ports) {
+            reused = reused || v == np;
+          }
+          if (ports.count(np) && !reused) {
+            causes.push_back({"FieldValueInvalid", "Invalid value: " + std::to_string(np) + ": provided port is already allocated", "spec.ports[" + std::to_string(i) + "].nodePort"});
+          }
+          p["nodePort"] = np;
+          ports.insert(np);
+        } else if (allocate) {
+          std::uniform_int_distribution<int> dist(kNodePortMin, kNodePortMax);
+          for (int k = 0; k < 10000; ++k) {
+            int64_t cand = dist(rng);
+            if (!ports.count(cand)) {
+              p["nodePort"] = cand;
+              ports.insert(cand);
+              break;
+            }
+          }
+        }
+      }
+    }
+  } else if (spec.contains("ports") && spec["ports"].is_array() && old) {
+    for (auto& p : spec["ports"]) {
+      if (p.is_object() && p.contains("nodePort") && p["nodePort"] == 0) {
+        p.erase("nodePort");
+      }
+    }
+  }
+  if (!causes.empty()) {
+    throw api::Invalid("", "Service", GetString(svc, "metadata.name"), causes);
+  }
+}
+
+json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
+                         const WriteOptions& o) {
+  std::unique_lock<std::mutex> alloc_lock;
+  if (r.group.empty() && r.plural == "services") {
+    alloc_lock = std::unique_lock(AllocationMutex());
+  }
+  PrepareCreate(r, ns, obj);
+  std::string name = GetString(obj, "metadata.name");
+  bool generated = !GetString(obj, "metadata.generateName").empty() &&
+                   name.rfind(GetString(obj, "metadata.generateName"), 0) == 0;
+  if (o.dry_run) {
+    return obj;
+  }
+  for (int attempt = 0;; ++attempt) {
+    try {
+      store::KeyValue kv = store_.Create(r.key(ns, name), obj.dump());
+      Meta(obj)["resourceVersion"] = std::to_string(kv.mod_revision);
+      return obj;
+    } catch (const store::AlreadyExists&) {
+      if (!generated || attempt >= 8) {
+        throw api::AlreadyExists(r.group, r.plural, name);
+      }
+      name = GetString(obj, "metadata.generateName") + RandomSuffix(5);
+      Meta(obj)["name"] = name;
+    }
+  }
+}
+
+bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& obj,
+                                const std::string& subresource) {
+  if (!obj.is_object()) {
+    throw BadRequest("the body of an update must be an object");
+  }
+  const json& old_meta = old.at("metadata");
+  json& meta = Meta(obj);
+  std::string name = old_meta.value("name", "");
+  if (meta.contains("name") && meta["name"] != name) {
+    throw BadRequest("the name of the object (" + meta.value("name", "") +
+                     ") does not match the name on the URL (" + name + ")");
+  }
+  if (r.namespaced && meta.contains("namespace") && meta["namespace"] != old_meta["namespace"] &&
+      meta["namespace"] != "") {
+    throw BadRequest("the namespace of the provided object does not match the namespace sent on "
+                     "the request");
+  }
+  if (meta.contains("uid") && meta["uid"].is_string() && meta["uid"] != "" &&
+      meta["uid"] != old_meta.value("uid", "")) {
+    throw api::Conflict(r.group, r.plural, name,
+                        "Precondition failed: UID in precondition: " + meta.value("uid", "") +
+                            ", UID in object meta: " + old_meta.value("uid", ""));
+  }
+  if (subresource == "status") {
+    // The status subresource changes status only.
+    json next = old;
+    if (obj.contains("status")) {
+      next["status"] = obj["status"];
+    } else {
+      next.erase("status");
+    }
+    obj = std::move(next);
+  } else if (r.has_subresource("status")) {
+    if (old.contains("status")) {
+      obj["status"] = old["status"];
+    } else {
+      obj.erase("status");
+    }
+  }
+  json& m = Meta(obj);
+  for (const char* k : {"name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+                        "deletionGracePeriodSeconds", "generation"}) {
+    if (old_meta.contains(k)) {
+      m[k] = old_meta[k];
+    } else {
+      m.erase(k);
+    }
+  }
+  m.erase("resourceVersion");
+  m.erase("selfLink");
+  m.erase("managedFields");
+  for (const char* k : {"labels", "annotations", "finalizers", "ownerReferences"}) {
+    if (m.contains(k) && (m[k].is_null() || m[k].empty())) {
+      m.erase(k);
+    }
+  }
+  obj["apiVersion"] = r.api_version();
+  obj["kind"] = r.kind;
+  if (r.defaults) {
+    r.defaults(obj);
+  }
+  if (r.tracks_generation && SpecPart(obj) != SpecPart(old)) {
+    m["generation"] = old_meta.value("generation", int64_t{0}) + 1;
+  }
+  json old_cmp = old;
+  Meta(old_cmp).erase("resourceVersion");
+  Meta(old_cmp).erase("managedFields");
+  if (obj == old_cmp) {
+    return false;
+  }
+  Admit(r, obj, &old);
+  Validate(r, obj, &old);
+  return true;
+}
+
+json RestStorage::Commit(const ResourceInfo& r, const std::string& ns, const std::string& name,
+                         json obj, int64_t rev, bool dry_run) {
+  bool finished = HasDeletionTimestamp(obj) && !HasFinalizers(obj);
+  if (dry_run) {
+    Meta(obj)["resourceVersion"] = std::to_string(rev);
+    return obj;
+  }
+  if (finished) {
+    store::KeyValue kv = store_.Delete(r.key(ns, name), rev);
+    Meta(obj)["resourceVersion"] = std::to_string(kv.mod_revision);
+    return obj;
+  }
+  json stored = obj;
+  Meta(stored).erase("resourceVersion");
+  store::KeyValue kv = store_.Update(r.key(ns, name), stored.dump(), rev);
+  Meta(obj)["resourceVersion"] = std::to_string(kv.mod_revision);
+  return obj;
+}
+
+json RestStorage::Update(const ResourceInfo& r, const std::string& ns, const std::string& name,
+                         json obj, const std::string& subresource, const WriteOptions& o) {
+  if (!obj.is_object()) {
+    throw BadRequest("the body of an update must be an object");
+  }
+  std::string want_rv = GetString(obj, "metadata.resourceVersion");
+  for (int attempt = 0;; ++attempt) {
+    int64_t rev = 0;
+    json old = Read(r, ns, name, &rev);
+    if (!want_rv.empty() && want_rv != std::to_string(rev)) {
+      throw api::Conflict(r.group, r.plural, name,
+                          "the object has been modified; please apply your changes to the latest "
+                          "version and try again");
+    }
+    json next = obj;
+    std::unique_lock<std::mutex> alloc_lock;
+    if (r.group.empty() && r.plural == "services") {
+      alloc_lock = std::unique_lock(AllocationMutex());
+    }
+    if (!PrepareUpdate(r, old, next, subresource)) {
+      return old;
+    }
+    try {
+      return Commit(r, ns, name, std::move(next), rev, o.dry_run);
+    } catch (const store::Conflict&) {
+      if (!want_rv.empty() || attempt >= kMaxRetries) {
+        throw api::Conflict(r.group, r.plural, name,
+                            "the object has been modified; please apply your changes to the "
+                            "latest version and try again");
+      }
+    } catch (const store::NotFound&) {
+      throw api::NotFound(r.group, r.plural, name);
+    }
+  }
+}
+
+json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std::string& name,
+                        PatchType type, const json& patch, const std::string& subresource,
+                        const WriteOptions& o, bool force) {
+  for (int attempt = 0;; ++attempt) {
+    int64_t rev = 0;
+    json old;
+    try {
+      old = Read(r, ns, name, &rev);
+    } catch (const StatusError& e) {
+      if (type == PatchType::kApply && e.code() == 404 && subresource.empty()) {
+        // Server-side apply creates what does not exist yet.
+        json obj = patch;
+        Meta(obj)["name"] = name;
+        return Create(r, ns, obj, o);
+      }
+      throw;
+    }
+    json patched;
+    try {
+      switch (type) {
+        case PatchType::kJson:
+          patched = api::ApplyJsonPatch(old, patch);
+          break;
+        case PatchType::kMerge:
+          patched = api::ApplyMergePatch(old, patch);
+          break;
+        case PatchType::kStrategic:
+        case PatchType::kApply:
+          patched = api::ApplyStrategicMergePatch(types_, r.type_name, old, patch);
+          break;
+      }
+    } catch (const api::PatchError& e) {
+      throw StatusError(422, "Invalid", e.what());
+    }
+    if (!patched.is_object()) {
+      throw StatusError(422, "Invalid", "the patch does not result in an object");
+    }
+    api::FieldProblems problems = api::CheckFields(types_, r.type_name, patched);
+    if (!problems.errors.empty()) {
+      throw BadRequest(problems.errors.front());
+    }
+    std::string want_rv = GetString(patched, "metadata.resourceVersion");
+    if (want_rv != std::to_string(rev) && !want_rv.empty() &&
+        want_rv != GetString(old, "metadata.resourceVersion")) {
+      throw api::Conflict(r.group, r.plural, name,
+                          "the object has been modified; please apply your changes to the latest "
+                          "version and try again");
+    }
+    bool precondition = Find(patch, "metadata.resourceVersion") != nullptr;
+    std::unique_lock<std::mutex> alloc_lock;
+    if (r.group.empty() && r.plural == "services") {
+      alloc_lock = std::unique_lock(AllocationMutex());
+    }
+    if (!PrepareUpdate(r, old, patched, subresource)) {
+      return old;
+    }
+    try {
+      return Commit(r, ns, name, std::move(patched), rev, o.dry_run);
+    } catch (const store::Conflict&) {
+      if (precondition || attempt >= kMaxRetries) {
+        throw api::Conflict(r.group, r.plural, name,
+                            "the object has been modified; please apply your changes to the "
+                            "latest version and try again");
+      }
+    } catch (const store::NotFound&) {
+      throw api::NotFound(r.group, r.plural, name);
+    }
+  }
+}
+
+std::pair<json, bool> RestStorage::Delete(const ResourceInfo& r, const std::string& ns,
+                                          const std::string& name, const json& options,
+                                          bool dry_run) {
+  for (int attempt = 0;; ++attempt) {
+    int64_t rev = 0;
+    json obj = Read(r, ns, name, &rev);
+    if (const json* pre = Find(options, "preconditions"); pre && pre->is_object()) {
+      std::string uid = pre->value("uid", "");
+      std::string rv = pre->value("resourceVersion", "");
+      if (!uid.empty() && uid != GetString(obj, "metadata.uid")) {
+        throw api::Conflict(r.group, r.plural, name,
+                            "Precondition failed: UID in precondition: " + uid +
+                                ", UID in object meta: " + GetString(obj, "metadata.uid"));
+      }
+      if (!rv.empty() && rv != std::to_string(rev)) {
+        throw api::Conflict(r.group, r.plural, name,
+                            "Precondition failed: ResourceVersion in precondition: " + rv +
+                                ", ResourceVersion in object meta: " + std::to_string(rev));
+      }
+    }
+    std::string policy = options.is_object() ? options.value("propagationPolicy", "") : "";
+    if (policy.empty() && options.is_object() && options.contains("orphanDependents") &&
+        options["orphanDependents"].is_boolean()) {
+      policy = options["orphanDependents"].get<bool>() ? "Orphan" : "Background";
+    }
+    if (!policy.empty() && policy != "Background" && policy != "Foreground" && policy != "Orphan") {
+      throw api::Invalid(r.group, "DeleteOptions", "",
+                         {{"FieldValueNotSupported",
+                           "Unsupported value: \"" + policy +
+                               "\": supported values: \"Foreground\", \"Background\", \"Orphan\"",
+                           "propagationPolicy"}});
+    }
+    json& meta = Meta(obj);
+    bool already = HasDeletionTimestamp(obj);
+    json next = obj;
+    json& nm = Meta(next);
+    nm.erase("resourceVersion");
+    // Finalizers that the garbage collector acts on.
+    auto add_finalizer = [&](const char* f) {
+      json& fs = nm.contains("finalizers") && nm["finalizers"].is_array() ? nm["finalizers"]
+                                                                           : (nm["finalizers"] = json::array());
+      if (std::find(fs.begin(), fs.end(), f) == fs.end()) {
+        fs.push_back(f);
+      }
+    };
+    if (!already) {
+      if (policy == "Foreground") {
+        add_finalizer("foregroundDeletion");
+      } else if (policy == "Orphan") {
+        add_finalizer("orphan");
+      }
+    }
+    // Pods bound to a node terminate gracefully: the kubelet removes them.
+    int64_t grace = -1;
+    if (r.group.empty() && r.plural == "pods") {
+      std::string phase = GetString(obj, "status.phase");
+      bool bound = !GetString(obj, "spec.nodeName").empty();
+      grace = Find(obj, "spec.terminationGracePeriodSeconds") &&
+                      Find(obj, "spec.terminationGracePeriodSeconds")->is_number_integer()
+                  ? Find(obj, "spec.terminationGracePeriodSeconds")->get<int64_t>()
+                  : 30;
+      if (options.is_object() && options.contains("gracePeriodSeconds") &&
+          options["gracePeriodSeconds"].is_number_integer()) {
+        grace = options["gracePeriodSeconds"].get<int64_t>();
+      }
+      if (!bound || phase == "Succeeded" || phase == "Failed") {
+        grace = 0;
+      }
+    }
+    bool graceful = grace > 0;
+    bool namespace_finalizing = r.group.empty() && r.plural == "namespaces" &&
+                                Find(obj, "spec.finalizers") &&
+                                !Find(obj, "spec.finalizers")->empty();
+    if (HasFinalizers(next) || graceful || namespace_finalizing) {
+      if (already && !graceful) {
+        return {obj, false};
+      }
+      if (!already) {
+        nm["deletionTimestamp"] = FormatTime(Now() + std::chrono::seconds(std::max<int64_t>(grace, 0)));
+        nm["deletionGracePeriodSeconds"] = std::max<int64_t>(grace, 0);
+        if (namespace_finalizing) {
+          next["status"]["phase"] = "Terminating";
+        }
+      } else if (graceful) {
+        // A shorter grace period may replace a longer one.
+        int64_t cur = nm.value("deletionGracePeriodSeconds", int64_t{0});
+        if (grace >= cur) {
+          return {obj, false};
+        }
+        nm["deletionGracePeriodSeconds"] = grace;
+        nm["deletionTimestamp"] = FormatTime(Now() + std::chrono::seconds(grace));
+      }
+      if (dry_run) {
+        return {next, false};
+      }
+      try {
+        store::KeyValue kv = store_.Update(r.key(ns, name), next.dump(), rev);
+        Meta(next)["resourceVersion"] = std::to_string(kv.mod_revision);
+        return {next, false};
+      } catch (const store::Conflict&) {
+        if (attempt >= kMaxRetries) {
+          throw;
+        }
+        continue;
+      }
+    }
+    (void)meta;
+    if (dry_run) {
+      return {obj, true};
+    }
+    try {
+      store::KeyValue kv = store_.Delete(r.key(ns, name), rev);
+      Meta(obj)["resourceVersion"] = std::to_string(kv.mod_revision);
+      return {obj, true};
+    } catch (const store::Conflict&) {
+      if (attempt >= kMaxRetries) {
+        throw;
+      }
+    } catch (const store::NotFound&) {
+      throw api::NotFound(r.group, r.plural, name);
+    }
+  }
+}
+
+json RestStorage::DeleteCollection(const ResourceInfo& r, const std::string& ns,
+                                   const ListRequest& req, const json& options, bool dry_run) {
+  json list = List(r, ns, req);
+  json items = json::array();
+  for (const auto& item : list["items"]) {
+    try {
+      auto [obj, gone] = Delete(r, GetString(item, "metadata.namespace"),
+                                GetString(item, "metadata.name"), options, dry_run);
+      items.push_back(obj);
+    } catch (const StatusError& e) {
+      if (e.code() != 404) {
+        throw;
+      }
+    }
+  }
+  list["items"] = items;
+  list["metadata"] = {{"resourceVersion", std::to_string(store_.Revision())}};
+  return list;
+}
+
+}  // namespace minik::apiserver

@@ -1,0 +1,90 @@
+#pragma once
+// The generic REST storage of the API server (Kubernetes' registry/generic):
+// the verbs on one resource, with metadata semantics, defaulting, admission,
+// validation and the status subresource, over the Store seam. Objects are
+// stored as JSON without resourceVersion, which is the store's revision.
+
+#include <optional>
+#include <string>
+
+#include "api/resources.h"
+#include "api/selectors.h"
+#include "api/types.h"
+#include "common/json.h"
+#include "store/store.h"
+
+namespace minik::apiserver {
+
+using api::ResourceInfo;
+
+struct ListRequest {
+  api::LabelSelector labels;
+  api::FieldSelector fields;
+  int64_t limit = 0;
+  std::string continue_token;
+  std::string resource_version;
+  std::string resource_version_match;
+};
+
+struct WriteOptions {
+  bool dry_run = false;
+  std::string field_manager;
+};
+
+// Patch types by their Content-Type.
+enum class PatchType { kJson, kMerge, kStrategic, kApply };
+
+class RestStorage {
+ public:
+  RestStorage(store::Store& store, const api::ResourceRegistry& registry,
+              const api::TypeTable& types);
+
+  json Get(const ResourceInfo& r, const std::string& ns, const std::string& name) const;
+  json List(const ResourceInfo& r, const std::string& ns, const ListRequest& req) const;
+  // Returns the created object; `created` is false only for dry runs.
+  json Create(const ResourceInfo& r, const std::string& ns, json obj, const WriteOptions& o);
+  // `subresource` is "" or "status". Returns the stored object.
+  json Update(const ResourceInfo& r, const std::string& ns, const std::string& name, json obj,
+              const std::string& subresource, const WriteOptions& o);
+  json Patch(const ResourceInfo& r, const std::string& ns, const std::string& name,
+             PatchType type, const json& patch, const std::string& subresource,
+             const WriteOptions& o, bool force);
+  // Returns the object as deleted (or as marked for deletion) and whether it is gone.
+  std::pair<json, bool> Delete(const ResourceInfo& r, const std::string& ns,
+                               const std::string& name, const json& options, bool dry_run);
+  json DeleteCollection(const ResourceInfo& r, const std::string& ns, const ListRequest& req,
+                        const json& options, bool dry_run);
+
+  // The object a store value holds, with its resourceVersion.
+  static json Decode(const store::KeyValue& kv);
+
+  store::Store& store() { return store_; }
+  const api::TypeTable& types() const { return types_; }
+  const api::ResourceRegistry& registry() const { return registry_; }
+
+ private:
+  json Read(const ResourceInfo& r, const std::string& ns, const std::string& name,
+            int64_t* revision) const;
+  // Everything a create does before the write: metadata, defaults, admission, validation.
+  void PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj);
+  // Everything an update does before the write; returns false when nothing changed.
+  bool PrepareUpdate(const ResourceInfo& r, const json& old, json& obj,
+                     const std::string& subresource);
+  // Writes `obj` over revision `rev`, deleting it when it is being deleted and
+  // has no finalizers left. Throws store::Conflict.
+  json Commit(const ResourceInfo& r, const std::string& ns, const std::string& name, json obj,
+              int64_t rev, bool dry_run);
+  void Admit(const ResourceInfo& r, json& obj, const json* old);
+  void Validate(const ResourceInfo& r, const json& obj, const json* old);
+  void AllocateServiceAddresses(json& svc, const json* old);
+
+  store::Store& store_;
+  const api::ResourceRegistry& registry_;
+  const api::TypeTable& types_;
+};
+
+// Encodes a continue token for a list at `revision` after `key`.
+std::string EncodeContinue(int64_t revision, const std::string& key);
+bool DecodeContinue(const std::string& token, int64_t* revision, std::string* key);
+
+}  // namespace minik::apiserver

@@ -1,0 +1,191 @@
+#include "node/node_agent.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/exec.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/tls.h"
+
+namespace minik::node {
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+void OnSignal(int) { g_stop = 1; }
+
+struct Component {
+  std::string name;
+  std::vector<std::string> argv;
+  int pid = 0;
+  int restarts = 0;
+  std::string state = "Stopped";
+  std::chrono::steady_clock::time_point started;
+  std::chrono::steady_clock::time_point next_start;
+  std::chrono::seconds backoff{1};
+};
+
+void WriteStatus(const std::string& node_dir, const std::vector<Component>& comps,
+                 const std::string& phase) {
+  json s = {{"agentPid", getpid()}, {"phase", phase}, {"updated", FormatTime(Now())}};
+  json c = json::object();
+  for (const auto& comp : comps) {
+    c[comp.name] = {{"pid", comp.pid}, {"state", comp.state}, {"restarts", comp.restarts}};
+  }
+  s["components"] = c;
+  try {
+    fs::WriteFileAtomic(node_dir + "/status.json", s.dump(2) + "\n");
+  } catch (const Error& e) {
+    log::Warn("write status: {}", e.what());
+  }
+}
+
+void StartComponent(Component& c, const std::string& log_dir) {
+  exec::Spawn spec;
+  spec.argv = c.argv;
+  spec.log_file = log_dir + "/" + c.name + ".log";
+  spec.die_with_parent = true;
+  c.pid = exec::StartProcess(spec);
+  c.state = "Running";
+  c.started = std::chrono::steady_clock::now();
+  log::Info("started {} (pid {})", c.name, c.pid);
+}
+
+}  // namespace
+
+void EnsureServingCert(const std::string& cert_dir, const std::string& advertise_address) {
+  std::string crt = cert_dir + "/apiserver.crt";
+  std::string key = cert_dir + "/apiserver.key";
+  if (fs::Exists(crt) && fs::Exists(key)) {
+    return;
+  }
+  tls::KeyPair ca{fs::ReadFile(cert_dir + "/ca.crt"), fs::ReadFile(cert_dir + "/ca.key")};
+  tls::CertRequest req;
+  req.common_name = "kube-apiserver";
+  req.server = true;
+  req.dns_names = {"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                   "kubernetes.default.svc.cluster.local", "minik"};
+  req.ip_addresses = {"127.0.0.1", "10.96.0.1"};
+  if (advertise_address != "127.0.0.1") {
+    req.ip_addresses.push_back(advertise_address);
+  }
+  tls::KeyPair kp = tls::IssueCert(ca, req);
+  fs::WriteFileAtomic(key, kp.key_pem, 0600);
+  fs::WriteFileAtomic(crt, kp.cert_pem, 0644);
+}
+
+int RunAgent(const AgentOptions& opts) {
+  log::SetComponent("node-agent");
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+
+  std::string certs = opts.node_dir + "/certs";
+  std::string logs = opts.node_dir + "/logs";
+  fs::MakeDirs(logs);
+  fs::MakeDirs(opts.node_dir + "/data", 0700);
+  EnsureServingCert(certs, opts.advertise_address);
+
+  std::string self = exec::SelfExe();
+  std::vector<Component> comps;
+  comps.push_back(Component{"apiserver",
+                            {self, "apiserver", "--cert-dir", certs, "--data-dir",
+                             opts.node_dir + "/data", "--port", std::to_string(opts.apiserver_port),
+                             "--bind-address", opts.bind_address, "--advertise-address",
+                             opts.advertise_address, "--store", opts.store}});
+  for (auto& c : comps) {
+    StartComponent(c, logs);
+  }
+  WriteStatus(opts.node_dir, comps, "Running");
+
+  while (!g_stop) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    auto now = std::chrono::steady_clock::now();
+    bool changed = false;
+    if (pid > 0) {
+      for (auto& c : comps) {
+        if (c.pid == pid) {
+          std::string how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                              : "signal " + std::to_string(WTERMSIG(status));
+          // A component that ran for a while starts over with a short backoff.
+          if (now - c.started > std::chrono::seconds(60)) {
+            c.backoff = std::chrono::seconds(1);
+          }
+          log::Warn("{} (pid {}) died: {}; restarting in {}s (see {}/{}.log)", c.name, c.pid, how,
+                    c.backoff.count(), logs, c.name);
+          c.pid = 0;
+          c.state = "Restarting";
+          c.next_start = now + c.backoff;
+          c.backoff = std::min(c.backoff * 2, std::chrono::seconds(30));
+          changed = true;
+        }
+      }
+    }
+    for (auto& c : comps) {
+      if (c.pid == 0 && c.state == "Restarting" && now >= c.next_start) {
+        ++c.restarts;
+        try {
+          StartComponent(c, logs);
+        } catch (const Error& e) {
+          log::Error("restart {}: {}", c.name, e.what());
+          c.next_start = now + c.backoff;
+        }
+        changed = true;
+      }
+    }
+    if (changed) {
+      WriteStatus(opts.node_dir, comps, "Running");
+    }
+    if (pid <= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  log::Info("stopping components");
+  WriteStatus(opts.node_dir, comps, "Stopping");
+  // Stop in reverse start order.
+  for (auto it = comps.rbegin(); it != comps.rend(); ++it) {
+    if (it->pid > 0) {
+      kill(it->pid, SIGTERM);
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (auto& c : comps) {
+    while (c.pid > 0) {
+      int status;
+      pid_t r = waitpid(c.pid, &status, WNOHANG);
+      if (r == c.pid || (r < 0 && errno == ECHILD)) {
+        c.pid = 0;
+        c.state = "Stopped";
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        log::Warn("{} did not stop within 10s; killing it", c.name);
+        kill(c.pid, SIGKILL);
+        waitpid(c.pid, &status, 0);
+        c.pid = 0;
+        c.state = "Stopped";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  WriteStatus(opts.node_dir, comps, "Stopped");
+  log::Info("stopped");
+  return 0;
+}
+
+}  // namespace minik::node

@@ -1,0 +1,27 @@
+#pragma once
+// `minik node-agent`: PID 1 of a node. It writes the node's certificates,
+// starts the components in dependency order, restarts any that die (with
+// backoff), forwards termination to them, and reports their health in
+// `<node-dir>/status.json` for `minik status`.
+
+#include <cstdint>
+#include <string>
+
+namespace minik::node {
+
+struct AgentOptions {
+  std::string node_dir;  // certs/, data/, logs/, status.json
+  uint16_t apiserver_port = 8443;
+  std::string bind_address = "127.0.0.1";
+  std::string advertise_address = "127.0.0.1";
+  std::string store = "sqlite";
+};
+
+// Runs until SIGTERM or SIGINT; returns the process exit code.
+int RunAgent(const AgentOptions& opts);
+
+// Writes the API server's serving certificate into `cert_dir` (which holds
+// ca.crt and ca.key) unless a valid one is there.
+void EnsureServingCert(const std::string& cert_dir, const std::string& advertise_address);
+
+}  // namespace minik::node
