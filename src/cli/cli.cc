@@ -11,6 +11,9 @@ int Main(int argc, char** argv) {
   CLI::App app{"minik: a local Kubernetes cluster in one executable", "minik"};
   app.require_subcommand(1);
   GlobalFlags g;
+  // Flags given after the subcommand (`minik start -p x`) reach the global option too;
+  // subcommands inherit this setting when they are added.
+  app.fallthrough();
   app.add_option("-p,--profile", g.profile, "The cluster to act on")->capture_default_str();
   AddStart(app, g);
   AddStop(app, g);
@@ -18,8 +21,6 @@ int Main(int argc, char** argv) {
   AddDelete(app, g);
   AddVersion(app);
   AddComponents(app);
-  // Flags given after the subcommand (`minik start -p x`) reach the global option too.
-  app.fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -262,6 +262,7 @@ std::vector<Decoded> ParseYamlDocuments(std::string_view text, const DecodeOptio
   // Anchors that are still open, with the depth at which their node started.
   std::vector<std::pair<std::string, size_t>> open_anchors;
   size_t nodes = 0;
+  size_t alias_nodes = 0;
   auto fail = [&](const std::string& msg, const yaml_mark_t& m) {
     throw ParseError(Mark(m) + ": " + msg);
   };
@@ -314,10 +315,11 @@ std::vector<Decoded> ParseYamlDocuments(std::string_view text, const DecodeOptio
           fail("unknown alias '" + a + "'", ev.start_mark);
         }
         // Each alias is a copy; count what it adds, so alias bombs stop early.
-        nodes += CountNodes(it->second);
-        if (nodes > opts.max_nodes) {
-          fail("aliases expand the document to more than " + std::to_string(opts.max_nodes) +
-                   " nodes",
+        // Aliases may at most double a document (or add 10000 nodes to a small one).
+        alias_nodes += CountNodes(it->second);
+        if (alias_nodes > std::max<size_t>(10000, nodes) || nodes + alias_nodes > opts.max_nodes) {
+          fail("aliases expand the document to more than twice its size (" +
+                   std::to_string(nodes + alias_nodes) + " nodes so far)",
                ev.start_mark);
         }
         err = b->Add(it->second);
