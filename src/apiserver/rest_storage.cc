@@ -524,6 +524,11 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
 json RestStorage::Commit(const ResourceInfo& r, const std::string& ns, const std::string& name,
                          json obj, int64_t rev, bool dry_run) {
   bool finished = HasDeletionTimestamp(obj) && !HasFinalizers(obj);
+  if (r.group.empty() && r.plural == "namespaces") {
+    // A namespace also waits for the finalizers of its spec (the namespace controller's).
+    const json* spec_fins = Find(obj, "spec.finalizers");
+    finished = finished && (!spec_fins || !spec_fins->is_array() || spec_fins->empty());
+  }
   if (dry_run) {
     Meta(obj)["resourceVersion"] = std::to_string(rev);
     return obj;

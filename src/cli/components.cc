@@ -6,6 +6,7 @@
 #include "apiserver/apiserver.h"
 #include "cli/commands.h"
 #include "common/log.h"
+#include "controllers/controller_manager.h"
 #include "node/node_agent.h"
 
 namespace minik::cli {
@@ -35,6 +36,18 @@ void AddComponents(CLI::App& app) {
   na->add_option("--store", agent->store, "Store of the API server")->capture_default_str();
   na->callback([agent] {
     int rc = node::RunAgent(*agent);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
+  });
+
+  auto cm = std::make_shared<controllers::ManagerOptions>();
+  CLI::App* cms = app.add_subcommand("controller-manager", "Run the controllers (namespace lifecycle, ...)");
+  cms->group("Node components");
+  cms->add_option("--server", cm->server, "URL of the API server")->required();
+  cms->add_option("--cert-dir", cm->cert_dir, "Directory with ca.crt and controller-manager.{crt,key}")->required();
+  cms->callback([cm] {
+    int rc = controllers::RunControllerManager(*cm);
     if (rc != 0) {
       throw Exit{rc, ""};
     }

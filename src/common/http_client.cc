@@ -16,7 +16,15 @@ void GlobalInit() {
 struct StreamState {
   std::string* body;
   const std::function<bool(std::string_view)>* on_data;
+  const std::atomic<bool>* cancel;
 };
+
+// Called by curl about once a second even when no data flows, so a cancelled
+// stream ends promptly.
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* st = static_cast<StreamState*>(user);
+  return st->cancel && st->cancel->load() ? 1 : 0;
+}
 
 size_t OnWrite(char* ptr, size_t size, size_t n, void* user) {
   auto* st = static_cast<StreamState*>(user);
@@ -35,12 +43,18 @@ void SetBlob(CURL* c, CURLoption opt, const std::string& s) {
 ClientResponse Perform(const std::string& url, const ClientOptions& opts,
                        const std::string& method, const std::string& body,
                        const std::string& content_type, const std::string& accept,
-                       const std::function<bool(std::string_view)>* on_data) {
+                       const std::function<bool(std::string_view)>* on_data,
+                       const std::atomic<bool>* cancel = nullptr) {
   GlobalInit();
   ClientResponse r;
   std::unique_ptr<CURL, void (*)(CURL*)> c(curl_easy_init(), curl_easy_cleanup);
   CURL* h = c.get();
-  StreamState st{&r.body, on_data};
+  StreamState st{&r.body, on_data, cancel};
+  if (cancel) {
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, OnProgress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  }
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, OnWrite);
@@ -78,7 +92,7 @@ ClientResponse Perform(const std::string& url, const ClientOptions& opts,
   if (ct) {
     r.content_type = ct;
   }
-  if (rc != CURLE_OK && !(on_data && rc == CURLE_WRITE_ERROR)) {
+  if (rc != CURLE_OK && !(on_data && (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK))) {
     r.error = curl_easy_strerror(rc);
     if (rc != CURLE_OPERATION_TIMEDOUT || !on_data) {
       r.status = r.status ? r.status : 0;
@@ -99,8 +113,9 @@ ClientResponse Client::Do(const std::string& method, const std::string& path,
 }
 
 ClientResponse Client::Stream(const std::string& path,
-                              const std::function<bool(std::string_view)>& on_data) {
-  return Perform(base_ + path, opts_, "GET", "", "", "application/json", &on_data);
+                              const std::function<bool(std::string_view)>& on_data,
+                              const std::atomic<bool>* cancel) {
+  return Perform(base_ + path, opts_, "GET", "", "", "application/json", &on_data, cancel);
 }
 
 }  // namespace minik::http

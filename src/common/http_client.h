@@ -2,6 +2,7 @@
 // A small HTTPS client over libcurl, for the CLI and components that talk to
 // the API server. Certificates are passed in memory, never as temp files.
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -30,7 +31,8 @@ class Client {
                     const std::string& accept = "application/json");
   // Streams a response body to `on_data` until it ends, `on_data` returns false
   // or the timeout passes.
-  ClientResponse Stream(const std::string& path, const std::function<bool(std::string_view)>& on_data);
+  ClientResponse Stream(const std::string& path, const std::function<bool(std::string_view)>& on_data,
+                        const std::atomic<bool>* cancel = nullptr);
 
  private:
   std::string base_;

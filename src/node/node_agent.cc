@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "common/http_client.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -62,6 +63,22 @@ void StartComponent(Component& c, const std::string& log_dir) {
 
 }  // namespace
 
+void EnsureClientCert(const std::string& cert_dir, const std::string& name,
+                      const std::string& user, const std::vector<std::string>& groups) {
+  std::string crt = cert_dir + "/" + name + ".crt";
+  std::string key = cert_dir + "/" + name + ".key";
+  if (fs::Exists(crt) && fs::Exists(key)) {
+    return;
+  }
+  tls::KeyPair ca{fs::ReadFile(cert_dir + "/ca.crt"), fs::ReadFile(cert_dir + "/ca.key")};
+  tls::CertRequest req;
+  req.common_name = user;
+  req.organizations = groups;
+  tls::KeyPair kp = tls::IssueCert(ca, req);
+  fs::WriteFileAtomic(key, kp.key_pem, 0600);
+  fs::WriteFileAtomic(crt, kp.cert_pem, 0644);
+}
+
 void EnsureServingCert(const std::string& cert_dir, const std::string& advertise_address) {
   std::string crt = cert_dir + "/apiserver.crt";
   std::string key = cert_dir + "/apiserver.key";
@@ -97,6 +114,7 @@ int RunAgent(const AgentOptions& opts) {
   fs::MakeDirs(logs);
   fs::MakeDirs(opts.node_dir + "/data", 0700);
   EnsureServingCert(certs, opts.advertise_address);
+  EnsureClientCert(certs, "controller-manager", "system:kube-controller-manager", {});
 
   std::string self = exec::SelfExe();
   std::vector<Component> comps;
@@ -105,8 +123,24 @@ int RunAgent(const AgentOptions& opts) {
                              opts.node_dir + "/data", "--port", std::to_string(opts.apiserver_port),
                              "--bind-address", opts.bind_address, "--advertise-address",
                              opts.advertise_address, "--store", opts.store}});
-  for (auto& c : comps) {
-    StartComponent(c, logs);
+  std::string server = "https://127.0.0.1:" + std::to_string(opts.apiserver_port);
+  comps.push_back(Component{"controller-manager",
+                            {self, "controller-manager", "--server", server, "--cert-dir", certs}});
+  // Dependency order: the API server first, then what talks to it once it answers.
+  StartComponent(comps[0], logs);
+  WriteStatus(opts.node_dir, comps, "Starting");
+  http::ClientOptions probe;
+  probe.ca_pem = fs::ReadFile(certs + "/ca.crt");
+  probe.timeout_ms = 1000;
+  probe.connect_timeout_ms = 500;
+  http::Client health(server, probe);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!g_stop && std::chrono::steady_clock::now() < deadline &&
+         health.Do("GET", "/readyz").status != 200) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (size_t i = 1; i < comps.size(); ++i) {
+    StartComponent(comps[i], logs);
   }
   WriteStatus(opts.node_dir, comps, "Running");
 
@@ -162,7 +196,7 @@ int RunAgent(const AgentOptions& opts) {
       kill(it->pid, SIGTERM);
     }
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (auto& c : comps) {
     while (c.pid > 0) {
       int status;
@@ -172,7 +206,7 @@ int RunAgent(const AgentOptions& opts) {
         c.state = "Stopped";
         break;
       }
-      if (std::chrono::steady_clock::now() > deadline) {
+      if (std::chrono::steady_clock::now() > stop_deadline) {
         log::Warn("{} did not stop within 10s; killing it", c.name);
         kill(c.pid, SIGKILL);
         waitpid(c.pid, &status, 0);

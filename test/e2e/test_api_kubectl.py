@@ -190,6 +190,22 @@ spec:
         self.assertIn('pod "p1" deleted', k("-n", "ops", "delete", "pod", "p1").stdout)
         self.assertIn("NotFound", k("-n", "ops", "get", "pod", "p1", check=False).stderr)
 
+    def test_delete_file_and_namespace_empties_it(self):
+        k = self.c.kubectl
+        app = APP.replace("shop", "gone")
+        k("apply", "-f", "-", input=app)
+        k("-n", "gone", "create", "configmap", "extra", "--from-literal=a=1")
+        out = k("delete", "-f", "-", input=app, timeout=60).stdout
+        for line in ['namespace "gone" deleted', 'configmap "shop-config" deleted',
+                     'deployment.apps "web" deleted']:
+            self.assertIn(line, out)
+        # The namespace controller removes what was left, then the namespace.
+        wait_for(lambda: k("get", "namespace", "gone", check=False).returncode != 0,
+                 what="namespace gone to disappear")
+        self.assertEqual(k("get", "configmaps", "-n", "gone", "-o", "name").stdout.strip(), "")
+        r = k("-n", "gone", "create", "configmap", "again", check=False)
+        self.assertIn('namespaces "gone" not found', r.stderr)
+
     def test_watch_shows_later_changes(self):
         k = self.c.kubectl
         k("create", "namespace", "watched")

@@ -1,0 +1,33 @@
+#pragma once
+// `minik controller-manager`: the control loops that make the cluster converge.
+// Each controller watches the API server through informers and acts through
+// the API server only.
+
+#include <memory>
+#include <string>
+
+#include "client/client.h"
+
+namespace minik::controllers {
+
+class Controller {
+ public:
+  virtual ~Controller() = default;
+  virtual std::string name() const = 0;
+  virtual void Start() = 0;
+  virtual void Stop() = 0;
+};
+
+// Deletes everything in a namespace that is being deleted, then removes the
+// `kubernetes` finalizer so the namespace itself goes.
+std::unique_ptr<Controller> NewNamespaceController(std::shared_ptr<client::Client> client);
+
+struct ManagerOptions {
+  std::string server;
+  std::string cert_dir;  // ca.crt, controller-manager.crt, controller-manager.key
+};
+
+// Runs until SIGTERM or SIGINT.
+int RunControllerManager(const ManagerOptions& opts);
+
+}  // namespace minik::controllers
