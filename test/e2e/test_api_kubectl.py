@@ -196,7 +196,7 @@ spec:
         k("apply", "-f", "-", input=app)
         k("-n", "gone", "create", "configmap", "extra", "--from-literal=a=1")
         out = k("delete", "-f", "-", input=app, timeout=60).stdout
-        for line in ['namespace "gone" deleted', 'configmap "shop-config" deleted',
+        for line in ['namespace "gone" deleted', 'configmap "gone-config" deleted',
                      'deployment.apps "web" deleted']:
             self.assertIn(line, out)
         # The namespace controller removes what was left, then the namespace.
