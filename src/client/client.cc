@@ -31,14 +31,33 @@ std::string ResourcePath::Item(const std::string& ns, const std::string& name) c
 
 Client::Client(Config config) : config_(std::move(config)) {}
 
-json Client::Do(const std::string& method, const std::string& path, const std::string& body,
-                const std::string& content_type) {
+http::ClientOptions Client::Options(long timeout_ms) const {
   http::ClientOptions o;
   o.ca_pem = config_.ca_pem;
   o.cert_pem = config_.cert_pem;
   o.key_pem = config_.key_pem;
-  http::Client c(config_.server, o);
-  http::ClientResponse r = c.Do(method, path, body, content_type);
+  o.timeout_ms = timeout_ms;
+  return o;
+}
+
+json Client::Do(const std::string& method, const std::string& path, const std::string& body,
+                const std::string& content_type) {
+  std::unique_ptr<http::Client> c;
+  {
+    std::lock_guard lock(pool_mu_);
+    if (!pool_.empty()) {
+      c = std::move(pool_.back());
+      pool_.pop_back();
+    }
+  }
+  if (!c) {
+    c = std::make_unique<http::Client>(config_.server, Options(30000));
+  }
+  http::ClientResponse r = c->Do(method, path, body, content_type);
+  {
+    std::lock_guard lock(pool_mu_);
+    pool_.push_back(std::move(c));
+  }
   if (r.status == 0) {
     throw ApiError(0, method + " " + path + ": " + r.error);
   }
@@ -71,12 +90,7 @@ json Client::Delete(const std::string& path, const json& options) {
 
 void Client::Watch(const std::string& path, const std::function<bool(const json&)>& on_event,
                    const std::atomic<bool>& stop) {
-  http::ClientOptions o;
-  o.ca_pem = config_.ca_pem;
-  o.cert_pem = config_.cert_pem;
-  o.key_pem = config_.key_pem;
-  o.timeout_ms = 0;
-  http::Client c(config_.server, o);
+  http::Client c(config_.server, Options(0));
   std::string buffer;
   bool keep = true;
   http::ClientResponse r = c.Stream(path, [&](std::string_view data) {

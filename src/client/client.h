@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/http_client.h"
 #include "common/json.h"
@@ -57,7 +58,11 @@ class Client {
  private:
   json Do(const std::string& method, const std::string& path, const std::string& body,
           const std::string& content_type);
+  http::ClientOptions Options(long timeout_ms) const;
   Config config_;
+  // Idle connections, reused by whichever thread asks next (shared, hence the mutex).
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<http::Client>> pool_;
 };
 
 // Keeps a cache of one resource up to date with list + watch and calls the

@@ -40,20 +40,20 @@ void SetBlob(CURL* c, CURLoption opt, const std::string& s) {
   curl_easy_setopt(c, opt, &b);
 }
 
-ClientResponse Perform(const std::string& url, const ClientOptions& opts,
+ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opts,
                        const std::string& method, const std::string& body,
                        const std::string& content_type, const std::string& accept,
                        const std::function<bool(std::string_view)>* on_data,
                        const std::atomic<bool>* cancel = nullptr) {
   GlobalInit();
   ClientResponse r;
-  std::unique_ptr<CURL, void (*)(CURL*)> c(curl_easy_init(), curl_easy_cleanup);
-  CURL* h = c.get();
   StreamState st{&r.body, on_data, cancel};
   if (cancel) {
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, OnProgress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &st);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  } else {
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
   }
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -81,8 +81,15 @@ ClientResponse Perform(const std::string& url, const ClientOptions& opts,
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   }
+  else {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, -1L);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method == "GET" ? nullptr : method.c_str());
+  }
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
   CURLcode rc = curl_easy_perform(h);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
   curl_slist_free_all(headers);
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -104,18 +111,34 @@ ClientResponse Perform(const std::string& url, const ClientOptions& opts,
 }  // namespace
 
 Client::Client(std::string base_url, ClientOptions opts)
-    : base_(std::move(base_url)), opts_(std::move(opts)) {}
+    : base_(std::move(base_url)), opts_(std::move(opts)) {
+  GlobalInit();
+  handle_ = curl_easy_init();
+}
+
+Client::~Client() {
+  if (handle_) {
+    curl_easy_cleanup(static_cast<CURL*>(handle_));
+  }
+}
+
+Client::Client(Client&& o) noexcept
+    : base_(std::move(o.base_)), opts_(std::move(o.opts_)), handle_(o.handle_) {
+  o.handle_ = nullptr;
+}
 
 ClientResponse Client::Do(const std::string& method, const std::string& path,
                           const std::string& body, const std::string& content_type,
                           const std::string& accept) {
-  return Perform(base_ + path, opts_, method, body, content_type, accept, nullptr);
+  return Perform(static_cast<CURL*>(handle_), base_ + path, opts_, method, body, content_type,
+                 accept, nullptr);
 }
 
 ClientResponse Client::Stream(const std::string& path,
                               const std::function<bool(std::string_view)>& on_data,
                               const std::atomic<bool>* cancel) {
-  return Perform(base_ + path, opts_, "GET", "", "", "application/json", &on_data, cancel);
+  return Perform(static_cast<CURL*>(handle_), base_ + path, opts_, "GET", "", "",
+                 "application/json", &on_data, cancel);
 }
 
 }  // namespace minik::http

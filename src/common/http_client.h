@@ -22,9 +22,15 @@ struct ClientResponse {
   std::string error;
 };
 
+// One Client keeps one connection alive between requests; it is not safe to
+// use from two threads at once (give each thread its own).
 class Client {
  public:
   Client(std::string base_url, ClientOptions opts);
+  ~Client();
+  Client(Client&&) noexcept;
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
   ClientResponse Do(const std::string& method, const std::string& path,
                     const std::string& body = "",
                     const std::string& content_type = "application/json",
@@ -37,6 +43,7 @@ class Client {
  private:
   std::string base_;
   ClientOptions opts_;
+  void* handle_ = nullptr;  // CURL*, reused so keep-alive and TLS sessions are too
 };
 
 }  // namespace minik::http

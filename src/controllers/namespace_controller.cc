@@ -42,7 +42,10 @@ class NamespaceController : public Controller {
  private:
   void Enqueue(const json& ns) {
     if (Find(ns, "metadata.deletionTimestamp") && Find(ns, "metadata.deletionTimestamp")->is_string()) {
-      queue_.Add(GetString(ns, "metadata.name"));
+      // Give clients that delete a namespace and its content together (`kubectl
+      // delete -f` of a file holding both) time to finish their own deletes,
+      // which would otherwise race the controller and fail with NotFound.
+      queue_.AddAfter(GetString(ns, "metadata.name"), std::chrono::seconds(2));
     }
   }
 
