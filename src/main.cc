@@ -2,4 +2,6 @@
 
 #include "cli/cli.h"
 
-int main(int argc, char** argv) { return minik::cli::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return minik::cli::Main(argc, argv);
+}

@@ -17,8 +17,12 @@
 namespace minik::drivers {
 namespace {
 
-std::string NodeDir(const std::string& profile_dir) { return profile_dir + "/node"; }
-std::string PidFile(const std::string& profile_dir) { return NodeDir(profile_dir) + "/node-agent.pid"; }
+std::string NodeDir(const std::string& profile_dir) {
+  return profile_dir + "/node";
+}
+std::string PidFile(const std::string& profile_dir) {
+  return NodeDir(profile_dir) + "/node-agent.pid";
+}
 
 int ReadPid(const std::string& profile_dir) {
   try {
@@ -68,8 +72,10 @@ class NativeDriver : public Driver {
     fs::WriteFileAtomic(node + "/certs/ca.crt", c.ca_cert_pem, 0644);
     fs::WriteFileAtomic(node + "/certs/ca.key", c.ca_key_pem, 0600);
     exec::Spawn spec;
-    spec.argv = {c.minik_binary, "node-agent", "--node-dir", node, "--apiserver-port",
-                 std::to_string(c.apiserver_host_port), "--store", c.store};
+    spec.argv = {c.minik_binary,     "node-agent",
+                 "--node-dir",       node,
+                 "--apiserver-port", std::to_string(c.apiserver_host_port),
+                 "--store",          c.store};
     spec.log_file = node + "/logs/node-agent.log";
     spec.new_session = true;
     int pid = exec::StartProcess(spec);
@@ -131,6 +137,8 @@ class NativeDriver : public Driver {
 
 }  // namespace
 
-std::unique_ptr<Driver> NewNativeDriver() { return std::make_unique<NativeDriver>(); }
+std::unique_ptr<Driver> NewNativeDriver() {
+  return std::make_unique<NativeDriver>();
+}
 
 }  // namespace minik::drivers

@@ -24,8 +24,12 @@ std::string S(const json& o, const char* dotted, const std::string& def = "") {
   }
   return v->is_string() ? v->get<std::string>() : v->dump();
 }
-std::string Name(const json& o) { return S(o, "metadata.name"); }
-std::string AgeOf(const json& o) { return Age(At(o, "metadata.creationTimestamp")); }
+std::string Name(const json& o) {
+  return S(o, "metadata.name");
+}
+std::string AgeOf(const json& o) {
+  return Age(At(o, "metadata.creationTimestamp"));
+}
 
 TableColumn Col(std::string name, std::string type = "string", int priority = 0,
                 std::string description = "") {
@@ -111,8 +115,8 @@ std::string AccessModes(const json& modes) {
 }
 
 std::string ConditionStatus(const json& obj, const std::string& type) {
-  for (const auto& c : At(obj, "status.conditions").is_array() ? At(obj, "status.conditions")
-                                                               : json::array()) {
+  for (const auto& c :
+       At(obj, "status.conditions").is_array() ? At(obj, "status.conditions") : json::array()) {
     if (c.value("type", "") == type) {
       return c.value("status", "");
     }
@@ -163,8 +167,8 @@ json PodCells(const json& pod) {
 
 json NodeCells(const json& node) {
   std::string status;
-  for (const auto& c : At(node, "status.conditions").is_array() ? At(node, "status.conditions")
-                                                                : json::array()) {
+  for (const auto& c :
+       At(node, "status.conditions").is_array() ? At(node, "status.conditions") : json::array()) {
     if (c.value("type", "") == "Ready") {
       status = c.value("status", "") == "True" ? "Ready" : "NotReady";
     }
@@ -189,8 +193,8 @@ json NodeCells(const json& node) {
     role_str += (role_str.empty() ? "" : ",") + r;
   }
   std::string internal = "<none>", external = "<none>";
-  for (const auto& a : At(node, "status.addresses").is_array() ? At(node, "status.addresses")
-                                                               : json::array()) {
+  for (const auto& a :
+       At(node, "status.addresses").is_array() ? At(node, "status.addresses") : json::array()) {
     if (a.value("type", "") == "InternalIP" && internal == "<none>") {
       internal = a.value("address", "");
     } else if (a.value("type", "") == "ExternalIP" && external == "<none>") {
@@ -222,14 +226,13 @@ json EventCells(const json& e) {
     first = S(e, "eventTime");
   }
   std::string kind = S(e, "involvedObject.kind");
-  std::string object = kind.empty() ? S(e, "involvedObject.name")
-                                    : [&] {
-                                        std::string k = kind;
-                                        for (auto& ch : k) {
-                                          ch = static_cast<char>(std::tolower(ch));
-                                        }
-                                        return k + "/" + S(e, "involvedObject.name");
-                                      }();
+  std::string object = kind.empty() ? S(e, "involvedObject.name") : [&] {
+    std::string k = kind;
+    for (auto& ch : k) {
+      ch = static_cast<char>(std::tolower(ch));
+    }
+    return k + "/" + S(e, "involvedObject.name");
+  }();
   std::string source = S(e, "source.component");
   if (source.empty()) {
     source = S(e, "reportingComponent");
@@ -251,8 +254,8 @@ json EventCells(const json& e) {
 }
 
 std::string JobStatus(const json& job) {
-  for (const auto& c : At(job, "status.conditions").is_array() ? At(job, "status.conditions")
-                                                               : json::array()) {
+  for (const auto& c :
+       At(job, "status.conditions").is_array() ? At(job, "status.conditions") : json::array()) {
     if (c.value("status", "") != "True") {
       continue;
     }
@@ -345,7 +348,9 @@ std::string BindingSubjects(const json& rb, const std::string& kind) {
   return out;
 }
 
-std::vector<TableColumn> Cols(std::initializer_list<TableColumn> cols) { return cols; }
+std::vector<TableColumn> Cols(std::initializer_list<TableColumn> cols) {
+  return cols;
+}
 
 ResourceInfo R(std::string group, std::string version, std::string kind, std::string plural,
                bool namespaced) {
@@ -391,13 +396,24 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultPod;
     r.validate = ValidatePod;
-    r.columns = Cols({NameCol(), Col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-                      Col("Status", "string", 0, "The aggregate status of the containers in this pod."),
-                      Col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-                      AgeCol(), Col("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
-                      Col("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
-                      Col("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
-                      Col("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness.")});
+    r.columns =
+        Cols({NameCol(),
+              Col("Ready", "string", 0,
+                  "The aggregate readiness state of this pod for accepting traffic."),
+              Col("Status", "string", 0, "The aggregate status of the containers in this pod."),
+              Col("Restarts", "string", 0,
+                  "The number of times the containers in this pod have been restarted and when the "
+                  "last container in this pod has restarted."),
+              AgeCol(),
+              Col("IP", "string", 1,
+                  "IP address allocated to the pod. Routable at least within the cluster. Empty if "
+                  "not yet allocated."),
+              Col("Node", "string", 1,
+                  "NodeName is a request to schedule this pod onto a specific node."),
+              Col("Nominated Node", "string", 1,
+                  "nominatedNodeName is set only when this pod preempts other pods on the node."),
+              Col("Readiness Gates", "string", 1,
+                  "If specified, all readiness gates will be evaluated for pod readiness.")});
     r.cells = PodCells;
     add(r);
   }
@@ -409,15 +425,21 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultService;
     r.validate = ValidateService;
-    r.columns = Cols({NameCol(), Col("Type", "string", 0, "The type of the service."),
-                      Col("Cluster-IP", "string", 0, "The cluster IP of the service."),
-                      Col("External-IP", "string", 0, "The external IP of the service."),
-                      Col("Port(s)", "string", 0, "The ports of the service."), AgeCol(),
-                      Col("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector.")});
+    r.columns = Cols(
+        {NameCol(), Col("Type", "string", 0, "The type of the service."),
+         Col("Cluster-IP", "string", 0, "The cluster IP of the service."),
+         Col("External-IP", "string", 0, "The external IP of the service."),
+         Col("Port(s)", "string", 0, "The ports of the service."), AgeCol(),
+         Col("Selector", "string", 1,
+             "Route service traffic to pods with label keys and values matching this selector.")});
     r.cells = [](const json& s) {
       std::string ip = S(s, "spec.clusterIP");
-      return json{Name(s), S(s, "spec.type", "ClusterIP"), ip.empty() ? "<none>" : ip,
-                  ServiceExternalIP(s), ServicePorts(s), AgeOf(s),
+      return json{Name(s),
+                  S(s, "spec.type", "ClusterIP"),
+                  ip.empty() ? "<none>" : ip,
+                  ServiceExternalIP(s),
+                  ServicePorts(s),
+                  AgeOf(s),
                   FormatLabels(At(s, "spec.selector"))};
     };
     add(r);
@@ -427,7 +449,8 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.singular = "endpoints";
     r.short_names = {"ep"};
     r.defaults = DefaultEndpoints;
-    r.columns = Cols({NameCol(), Col("Endpoints", "string", 0, "Endpoints of the service"), AgeCol()});
+    r.columns =
+        Cols({NameCol(), Col("Endpoints", "string", 0, "Endpoints of the service"), AgeCol()});
     r.cells = [](const json& e) {
       std::string out;
       int count = 0;
@@ -459,7 +482,8 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     auto r = R("", "v1", "ConfigMap", "configmaps", true);
     r.short_names = {"cm"};
     r.validate = ValidateConfigMap;
-    r.columns = Cols({NameCol(), Col("Data", "string", 0, "Data contains the configuration data."), AgeCol()});
+    r.columns = Cols(
+        {NameCol(), Col("Data", "string", 0, "Data contains the configuration data."), AgeCol()});
     r.cells = [](const json& o) {
       size_t n = At(o, "data").size() + At(o, "binaryData").size();
       return json{Name(o), n, AgeOf(o)};
@@ -481,7 +505,11 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
   {
     auto r = R("", "v1", "ServiceAccount", "serviceaccounts", true);
     r.short_names = {"sa"};
-    r.columns = Cols({NameCol(), Col("Secrets", "string", 0, "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."), AgeCol()});
+    r.columns = Cols({NameCol(),
+                      Col("Secrets", "string", 0,
+                          "Secrets is a list of the secrets in the same namespace that pods "
+                          "running using this ServiceAccount are allowed to use."),
+                      AgeCol()});
     r.cells = [](const json& o) {
       return json{Name(o), std::to_string(At(o, "secrets").size()), AgeOf(o)};
     };
@@ -493,7 +521,8 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.subresources = {"status", "finalize"};
     r.reset_status_on_create = true;
     r.defaults = DefaultNamespace;
-    r.columns = Cols({NameCol(), Col("Status", "string", 0, "The status of the namespace"), AgeCol()});
+    r.columns =
+        Cols({NameCol(), Col("Status", "string", 0, "The status of the namespace"), AgeCol()});
     r.cells = [](const json& o) { return json{Name(o), S(o, "status.phase"), AgeOf(o)}; };
     add(r);
   }
@@ -501,29 +530,37 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     auto r = R("", "v1", "Node", "nodes", false);
     r.short_names = {"no"};
     r.subresources = {"status"};
-    r.columns = Cols({NameCol(), Col("Status", "string", 0, "The status of the node"),
-                      Col("Roles", "string", 0, "The roles of the node"), AgeCol(),
-                      Col("Version", "string", 0, "Kubelet Version reported by the node."),
-                      Col("Internal-IP", "string", 1, "List of internal IPs."),
-                      Col("External-IP", "string", 1, "List of external IPs."),
-                      Col("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-                      Col("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-                      Col("Container-Runtime", "string", 1, "Container Runtime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")});
+    r.columns = Cols(
+        {NameCol(), Col("Status", "string", 0, "The status of the node"),
+         Col("Roles", "string", 0, "The roles of the node"), AgeCol(),
+         Col("Version", "string", 0, "Kubelet Version reported by the node."),
+         Col("Internal-IP", "string", 1, "List of internal IPs."),
+         Col("External-IP", "string", 1, "List of external IPs."),
+         Col("OS-Image", "string", 1,
+             "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 "
+             "(wheezy))."),
+         Col("Kernel-Version", "string", 1,
+             "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+         Col("Container-Runtime", "string", 1,
+             "Container Runtime Version reported by the node through runtime remote API (e.g. "
+             "containerd://1.4.2).")});
     r.cells = NodeCells;
     add(r);
   }
   {
     auto r = R("", "v1", "Event", "events", true);
     r.short_names = {"ev"};
-    r.columns = Cols({Col("Last Seen", "string", 0, "Time when last event from this resource was seen."),
-                      Col("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
-                      Col("Reason", "string", 0, "The reason for this event."),
-                      Col("Object", "string", 0, "The object that this event is about."),
-                      Col("Subobject", "string", 1, "The subobject that this event is about."),
-                      Col("Source", "string", 1, "The source component that created this event."),
-                      Col("Message", "string", 0, "A human readable message for this event."),
-                      Col("First Seen", "string", 1, "Time when first event from this resource was seen."),
-                      Col("Count", "string", 1, "Number of events seen."), NameCol()});
+    r.columns =
+        Cols({Col("Last Seen", "string", 0, "Time when last event from this resource was seen."),
+              Col("Type", "string", 0,
+                  "Type of this event (Normal, Warning), new types could be added in the future."),
+              Col("Reason", "string", 0, "The reason for this event."),
+              Col("Object", "string", 0, "The object that this event is about."),
+              Col("Subobject", "string", 1, "The subobject that this event is about."),
+              Col("Source", "string", 1, "The source component that created this event."),
+              Col("Message", "string", 0, "A human readable message for this event."),
+              Col("First Seen", "string", 1, "Time when first event from this resource was seen."),
+              Col("Count", "string", 1, "Number of events seen."), NameCol()});
     r.columns.back().priority = 1;
     r.cells = EventCells;
     add(r);
@@ -535,10 +572,10 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultPersistentVolume;
     r.validate = ValidatePersistentVolume;
-    r.columns = Cols({NameCol(), Col("Capacity"), Col("Access Modes"), Col("Reclaim Policy"),
-                      Col("Status"), Col("Claim"), Col("StorageClass"),
-                      Col("VolumeAttributesClass"), Col("Reason"), AgeCol(),
-                      Col("VolumeMode", "string", 1)});
+    r.columns =
+        Cols({NameCol(), Col("Capacity"), Col("Access Modes"), Col("Reclaim Policy"), Col("Status"),
+              Col("Claim"), Col("StorageClass"), Col("VolumeAttributesClass"), Col("Reason"),
+              AgeCol(), Col("VolumeMode", "string", 1)});
     r.cells = [](const json& pv) {
       std::string claim;
       if (At(pv, "spec.claimRef").is_object()) {
@@ -565,9 +602,9 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultPersistentVolumeClaim;
     r.validate = ValidatePersistentVolumeClaim;
-    r.columns = Cols({NameCol(), Col("Status"), Col("Volume"), Col("Capacity"),
-                      Col("Access Modes"), Col("StorageClass"), Col("VolumeAttributesClass"),
-                      AgeCol(), Col("VolumeMode", "string", 1)});
+    r.columns = Cols({NameCol(), Col("Status"), Col("Volume"), Col("Capacity"), Col("Access Modes"),
+                      Col("StorageClass"), Col("VolumeAttributesClass"), AgeCol(),
+                      Col("VolumeMode", "string", 1)});
     r.cells = [](const json& pvc) {
       bool bound = S(pvc, "status.phase") == "Bound";
       return json{Name(pvc),
@@ -592,7 +629,8 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
       std::string req, lim;
       for (auto& [k, v] : At(q, "spec.hard").items()) {
         std::string used = S(q, ("status.used." + k).c_str(), "0");
-        std::string entry = k + ": " + used + "/" + (v.is_string() ? v.get<std::string>() : v.dump());
+        std::string entry =
+            k + ": " + used + "/" + (v.is_string() ? v.get<std::string>() : v.dump());
         if (k.rfind("limits.", 0) == 0) {
           lim += (lim.empty() ? "" : ", ") + entry;
         } else {
@@ -619,48 +657,69 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     return r;
   };
   {
-    auto r = workload("Deployment", "deployments", {"deploy"}, DefaultDeployment, ValidateDeployment);
+    auto r =
+        workload("Deployment", "deployments", {"deploy"}, DefaultDeployment, ValidateDeployment);
     r.subresources.push_back("scale");
-    r.columns = Cols({NameCol(), Col("Ready", "string", 0, "Number of the pod with ready state"),
-                      Col("Up-to-date", "string", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-                      Col("Available", "string", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
-                      AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
-                      Col("Images", "string", 1, "Images referenced by each container in the template."),
-                      Col("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.")});
+    r.columns =
+        Cols({NameCol(), Col("Ready", "string", 0, "Number of the pod with ready state"),
+              Col("Up-to-date", "string", 0,
+                  "Total number of non-terminated pods targeted by this deployment that have the "
+                  "desired template spec."),
+              Col("Available", "string", 0,
+                  "Total number of available pods (ready for at least minReadySeconds) targeted by "
+                  "this deployment."),
+              AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
+              Col("Images", "string", 1, "Images referenced by each container in the template."),
+              Col("Selector", "string", 1,
+                  "Label selector for pods. Existing ReplicaSets whose pods are selected by this "
+                  "will be the ones affected by this deployment.")});
     r.columns[2].type = r.columns[3].type = "integer";
     r.cells = [](const json& d) {
       auto [c, i] = ContainersImages(At(d, "spec.template.spec"));
       return json{Name(d),
                   std::to_string(Int(d, "status.readyReplicas")) + "/" +
                       std::to_string(Int(d, "spec.replicas")),
-                  Int(d, "status.updatedReplicas"), Int(d, "status.availableReplicas"), AgeOf(d),
-                  c, i, FormatSelector(At(d, "spec.selector"))};
+                  Int(d, "status.updatedReplicas"),
+                  Int(d, "status.availableReplicas"),
+                  AgeOf(d),
+                  c,
+                  i,
+                  FormatSelector(At(d, "spec.selector"))};
     };
     add(r);
   }
   {
     auto r = workload("ReplicaSet", "replicasets", {"rs"}, DefaultReplicaSet, ValidateReplicaSet);
     r.subresources.push_back("scale");
-    r.columns = Cols({NameCol(), Col("Desired", "integer", 0, "Replicas is the number of desired replicas."),
-                      Col("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
-                      Col("Ready", "integer", 0, "The number of ready replicas for this replica set."),
-                      AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
-                      Col("Images", "string", 1, "Images referenced by each container in the template."),
-                      Col("Selector", "string", 1, "Selector is a label query over pods that should match the replica count.")});
+    r.columns = Cols(
+        {NameCol(), Col("Desired", "integer", 0, "Replicas is the number of desired replicas."),
+         Col("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
+         Col("Ready", "integer", 0, "The number of ready replicas for this replica set."), AgeCol(),
+         Col("Containers", "string", 1, "Names of each container in the template."),
+         Col("Images", "string", 1, "Images referenced by each container in the template."),
+         Col("Selector", "string", 1,
+             "Selector is a label query over pods that should match the replica count.")});
     r.cells = [](const json& d) {
       auto [c, i] = ContainersImages(At(d, "spec.template.spec"));
-      return json{Name(d), Int(d, "spec.replicas"), Int(d, "status.replicas"),
-                  Int(d, "status.readyReplicas"), AgeOf(d), c, i,
+      return json{Name(d),
+                  Int(d, "spec.replicas"),
+                  Int(d, "status.replicas"),
+                  Int(d, "status.readyReplicas"),
+                  AgeOf(d),
+                  c,
+                  i,
                   FormatSelector(At(d, "spec.selector"))};
     };
     add(r);
   }
   {
-    auto r = workload("StatefulSet", "statefulsets", {"sts"}, DefaultStatefulSet, ValidateStatefulSet);
+    auto r =
+        workload("StatefulSet", "statefulsets", {"sts"}, DefaultStatefulSet, ValidateStatefulSet);
     r.subresources.push_back("scale");
-    r.columns = Cols({NameCol(), Col("Ready", "string", 0, "Number of the pod with ready state"),
-                      AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
-                      Col("Images", "string", 1, "Images referenced by each container in the template.")});
+    r.columns =
+        Cols({NameCol(), Col("Ready", "string", 0, "Number of the pod with ready state"), AgeCol(),
+              Col("Containers", "string", 1, "Names of each container in the template."),
+              Col("Images", "string", 1, "Images referenced by each container in the template.")});
     r.cells = [](const json& d) {
       auto [c, i] = ContainersImages(At(d, "spec.template.spec"));
       return json{Name(d),
@@ -672,21 +731,40 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
   }
   {
     auto r = workload("DaemonSet", "daemonsets", {"ds"}, DefaultDaemonSet, ValidateDaemonSet);
-    r.columns = Cols({NameCol(), Col("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod."),
-                      Col("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
-                      Col("Ready", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
-                      Col("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
-                      Col("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
-                      Col("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node."),
-                      AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
-                      Col("Images", "string", 1, "Images referenced by each container in the template."),
-                      Col("Selector", "string", 1, "A label query over pods that are managed by the daemon set.")});
+    r.columns = Cols(
+        {NameCol(),
+         Col("Desired", "integer", 0,
+             "The total number of nodes that should be running the daemon pod."),
+         Col("Current", "integer", 0,
+             "The number of nodes that are running at least 1 daemon pod and are supposed to run "
+             "the daemon pod."),
+         Col("Ready", "integer", 0,
+             "The number of nodes that should be running the daemon pod and have one or more of "
+             "the daemon pod running and ready."),
+         Col("Up-to-date", "integer", 0,
+             "The total number of nodes that are running updated daemon pod"),
+         Col("Available", "integer", 0,
+             "The number of nodes that should be running the daemon pod and have one or more of "
+             "the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+         Col("Node Selector", "string", 0,
+             "NodeSelector is a selector which must be true for the pod to fit on a node. Selector "
+             "which must match a node's labels for the pod to be scheduled on that node."),
+         AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
+         Col("Images", "string", 1, "Images referenced by each container in the template."),
+         Col("Selector", "string", 1,
+             "A label query over pods that are managed by the daemon set.")});
     r.cells = [](const json& d) {
       auto [c, i] = ContainersImages(At(d, "spec.template.spec"));
-      return json{Name(d), Int(d, "status.desiredNumberScheduled"),
-                  Int(d, "status.currentNumberScheduled"), Int(d, "status.numberReady"),
-                  Int(d, "status.updatedNumberScheduled"), Int(d, "status.numberAvailable"),
-                  FormatLabels(At(d, "spec.template.spec.nodeSelector")), AgeOf(d), c, i,
+      return json{Name(d),
+                  Int(d, "status.desiredNumberScheduled"),
+                  Int(d, "status.currentNumberScheduled"),
+                  Int(d, "status.numberReady"),
+                  Int(d, "status.updatedNumberScheduled"),
+                  Int(d, "status.numberAvailable"),
+                  FormatLabels(At(d, "spec.template.spec.nodeSelector")),
+                  AgeOf(d),
+                  c,
+                  i,
                   FormatSelector(At(d, "spec.selector"))};
     };
     add(r);
@@ -723,12 +801,13 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultJob;
     r.validate = ValidateJob;
-    r.columns = Cols({NameCol(), Col("Status", "string", 0, "Status of the job."),
-                      Col("Completions", "string", 0, "The completion status of the job."),
-                      Col("Duration", "string", 0, "Time required to complete the job."), AgeCol(),
-                      Col("Containers", "string", 1, "Names of each container in the template."),
-                      Col("Images", "string", 1, "Images referenced by each container in the template."),
-                      Col("Selector", "string", 1, "A label query over pods that should match the pod count.")});
+    r.columns = Cols(
+        {NameCol(), Col("Status", "string", 0, "Status of the job."),
+         Col("Completions", "string", 0, "The completion status of the job."),
+         Col("Duration", "string", 0, "Time required to complete the job."), AgeCol(),
+         Col("Containers", "string", 1, "Names of each container in the template."),
+         Col("Images", "string", 1, "Images referenced by each container in the template."),
+         Col("Selector", "string", 1, "A label query over pods that should match the pod count.")});
     r.cells = [](const json& j) {
       auto [c, i] = ContainersImages(At(j, "spec.template.spec"));
       std::string completions;
@@ -740,8 +819,10 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
         completions = std::to_string(Int(j, "status.succeeded")) + "/1" +
                       (par > 1 ? " of " + std::to_string(par) : "");
       }
-      return json{Name(j), JobStatus(j), completions, JobDuration(j), AgeOf(j), c, i,
-                  FormatSelector(At(j, "spec.selector"))};
+      return json{Name(j),     JobStatus(j),
+                  completions, JobDuration(j),
+                  AgeOf(j),    c,
+                  i,           FormatSelector(At(j, "spec.selector"))};
     };
     add(r);
   }
@@ -754,20 +835,33 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultCronJob;
     r.validate = ValidateCronJob;
-    r.columns = Cols({NameCol(), Col("Schedule", "string", 0, "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
-                      Col("Timezone", "string", 0, "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
-                      Col("Suspend", "boolean", 0, "This flag tells the controller to suspend subsequent executions."),
-                      Col("Active", "integer", 0, "A list of pointers to currently running jobs."),
-                      Col("Last Schedule", "string", 0, "Information when was the last time the job was successfully scheduled."),
-                      AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
-                      Col("Images", "string", 1, "Images referenced by each container in the template."),
-                      Col("Selector", "string", 1, "A label query over pods that should match the pod count.")});
+    r.columns = Cols(
+        {NameCol(),
+         Col("Schedule", "string", 0,
+             "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+         Col("Timezone", "string", 0,
+             "The time zone name for the given schedule, see "
+             "https://en.wikipedia.org/wiki/List_of_tz_database_time_zones."),
+         Col("Suspend", "boolean", 0,
+             "This flag tells the controller to suspend subsequent executions."),
+         Col("Active", "integer", 0, "A list of pointers to currently running jobs."),
+         Col("Last Schedule", "string", 0,
+             "Information when was the last time the job was successfully scheduled."),
+         AgeCol(), Col("Containers", "string", 1, "Names of each container in the template."),
+         Col("Images", "string", 1, "Images referenced by each container in the template."),
+         Col("Selector", "string", 1, "A label query over pods that should match the pod count.")});
     r.cells = [](const json& cj) {
       auto [c, i] = ContainersImages(At(cj, "spec.jobTemplate.spec.template.spec"));
       std::string last = S(cj, "status.lastScheduleTime");
-      return json{Name(cj), S(cj, "spec.schedule"), S(cj, "spec.timeZone", "<none>"),
-                  At(cj, "spec.suspend") == true, At(cj, "status.active").size(),
-                  last.empty() ? "<none>" : Age(json(last)), AgeOf(cj), c, i,
+      return json{Name(cj),
+                  S(cj, "spec.schedule"),
+                  S(cj, "spec.timeZone", "<none>"),
+                  At(cj, "spec.suspend") == true,
+                  At(cj, "status.active").size(),
+                  last.empty() ? "<none>" : Age(json(last)),
+                  AgeOf(cj),
+                  c,
+                  i,
                   FormatSelector(At(cj, "spec.jobTemplate.spec.selector"))};
     };
     add(r);
@@ -782,14 +876,23 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.reset_status_on_create = true;
     r.defaults = DefaultIngress;
     r.validate = ValidateIngress;
-    r.columns = Cols({NameCol(), Col("Class", "string", 0, "The name of the IngressClass resource that should be used for ingress."),
-                      Col("Hosts", "string", 0, "Hosts that incoming requests are matched against before the ingress rule"),
-                      Col("Address", "string", 0, "Address is a list containing ingress points for the load-balancer"),
-                      Col("Ports", "string", 0, "Ports of TLS configurations that open"), AgeCol()});
+    r.columns =
+        Cols({NameCol(),
+              Col("Class", "string", 0,
+                  "The name of the IngressClass resource that should be used for ingress."),
+              Col("Hosts", "string", 0,
+                  "Hosts that incoming requests are matched against before the ingress rule"),
+              Col("Address", "string", 0,
+                  "Address is a list containing ingress points for the load-balancer"),
+              Col("Ports", "string", 0, "Ports of TLS configurations that open"), AgeCol()});
     r.cells = [](const json& ing) {
       bool tls = At(ing, "spec.tls").is_array() && !At(ing, "spec.tls").empty();
-      return json{Name(ing), S(ing, "spec.ingressClassName", "<none>"), IngressHosts(ing),
-                  IngressAddress(ing), tls ? "80, 443" : "80", AgeOf(ing)};
+      return json{Name(ing),
+                  S(ing, "spec.ingressClassName", "<none>"),
+                  IngressHosts(ing),
+                  IngressAddress(ing),
+                  tls ? "80, 443" : "80",
+                  AgeOf(ing)};
     };
     add(r);
   }
@@ -800,22 +903,31 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.short_names = {"sc"};
     r.defaults = DefaultStorageClass;
     r.validate = ValidateStorageClass;
-    r.columns = Cols({NameCol(), Col("Provisioner", "string", 0, "Indicates the type of the provisioner."),
-                      Col("ReclaimPolicy", "string", 0, "Indicates the type of the reclaim policy."),
-                      Col("VolumeBindingMode", "string", 0, "Indicates how PersistentVolumeClaims should be provisioned and bound"),
-                      Col("AllowVolumeExpansion", "string", 0, "Indicates whether the storage class allow volume expand"), AgeCol()});
+    r.columns =
+        Cols({NameCol(), Col("Provisioner", "string", 0, "Indicates the type of the provisioner."),
+              Col("ReclaimPolicy", "string", 0, "Indicates the type of the reclaim policy."),
+              Col("VolumeBindingMode", "string", 0,
+                  "Indicates how PersistentVolumeClaims should be provisioned and bound"),
+              Col("AllowVolumeExpansion", "string", 0,
+                  "Indicates whether the storage class allow volume expand"),
+              AgeCol()});
     r.cells = [](const json& sc) {
       std::string name = Name(sc);
-      std::string def = S(sc, "metadata.annotations.storageclass\\.kubernetes\\.io/is-default-class");
+      std::string def =
+          S(sc, "metadata.annotations.storageclass\\.kubernetes\\.io/is-default-class");
       const json& ann = At(sc, "metadata.annotations");
-      if (ann.is_object() && (ann.value("storageclass.kubernetes.io/is-default-class", "") == "true" ||
-                              ann.value("storageclass.beta.kubernetes.io/is-default-class", "") == "true")) {
+      if (ann.is_object() &&
+          (ann.value("storageclass.kubernetes.io/is-default-class", "") == "true" ||
+           ann.value("storageclass.beta.kubernetes.io/is-default-class", "") == "true")) {
         name += " (default)";
       }
       (void)def;
-      return json{name, S(sc, "provisioner"), S(sc, "reclaimPolicy", "Delete"),
+      return json{name,
+                  S(sc, "provisioner"),
+                  S(sc, "reclaimPolicy", "Delete"),
                   S(sc, "volumeBindingMode", "Immediate"),
-                  At(sc, "allowVolumeExpansion") == true ? "true" : "false", AgeOf(sc)};
+                  At(sc, "allowVolumeExpansion") == true ? "true" : "false",
+                  AgeOf(sc)};
     };
     add(r);
   }
@@ -824,9 +936,7 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
   {
     auto r = R("coordination.k8s.io", "v1", "Lease", "leases", true);
     r.columns = Cols({NameCol(), Col("Holder", "string", 0, "The holder of the lease"), AgeCol()});
-    r.cells = [](const json& l) {
-      return json{Name(l), S(l, "spec.holderIdentity"), AgeOf(l)};
-    };
+    r.cells = [](const json& l) { return json{Name(l), S(l, "spec.holderIdentity"), AgeOf(l)}; };
     add(r);
   }
 
@@ -863,10 +973,12 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
   }
 
   // ---- rbac.authorization.k8s.io/v1 ----
-  for (auto [kind, plural, ns] : {std::tuple{"Role", "roles", true},
-                                  std::tuple{"ClusterRole", "clusterroles", false}}) {
+  for (auto [kind, plural, ns] :
+       {std::tuple{"Role", "roles", true}, std::tuple{"ClusterRole", "clusterroles", false}}) {
     auto r = R("rbac.authorization.k8s.io", "v1", kind, plural, ns);
-    r.columns = Cols({NameCol(), Col("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created.")});
+    r.columns = Cols({NameCol(), Col("Created At", "date", 0,
+                                     "CreationTimestamp is a timestamp representing the server "
+                                     "time when this object was created.")});
     r.cells = [](const json& o) { return json{Name(o), S(o, "metadata.creationTimestamp")}; };
     add(r);
   }
@@ -880,8 +992,11 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
                       Col("Groups", "string", 1, "Groups in the binding"),
                       Col("ServiceAccounts", "string", 1, "ServiceAccounts in the binding")});
     r.cells = [](const json& o) {
-      return json{Name(o), S(o, "roleRef.kind") + "/" + S(o, "roleRef.name"), AgeOf(o),
-                  BindingSubjects(o, "User"), BindingSubjects(o, "Group"),
+      return json{Name(o),
+                  S(o, "roleRef.kind") + "/" + S(o, "roleRef.name"),
+                  AgeOf(o),
+                  BindingSubjects(o, "User"),
+                  BindingSubjects(o, "Group"),
                   BindingSubjects(o, "ServiceAccount")};
     };
     add(r);
@@ -893,8 +1008,8 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.short_names = {"pc"};
     r.defaults = DefaultPriorityClass;
     r.validate = ValidatePriorityClass;
-    r.columns = Cols({NameCol(), Col("Value", "integer"), Col("Global-Default", "boolean"), AgeCol(),
-                      Col("PreemptionPolicy")});
+    r.columns = Cols({NameCol(), Col("Value", "integer"), Col("Global-Default", "boolean"),
+                      AgeCol(), Col("PreemptionPolicy")});
     r.cells = [](const json& o) {
       return json{Name(o), o.value("value", 0), o.value("globalDefault", false), AgeOf(o),
                   S(o, "preemptionPolicy")};
@@ -913,9 +1028,14 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     r.columns = Cols({NameCol(), Col("Min Available"), Col("Max Unavailable"),
                       Col("Allowed Disruptions", "integer"), AgeCol()});
     r.cells = [](const json& o) {
-      return json{Name(o), IntOrString(At(o, "spec.minAvailable").is_object() ? json() : (Find(o, "spec.minAvailable") ? *Find(o, "spec.minAvailable") : json())),
-                  IntOrString(Find(o, "spec.maxUnavailable") ? *Find(o, "spec.maxUnavailable") : json()),
-                  Int(o, "status.disruptionsAllowed"), AgeOf(o)};
+      return json{
+          Name(o),
+          IntOrString(
+              At(o, "spec.minAvailable").is_object()
+                  ? json()
+                  : (Find(o, "spec.minAvailable") ? *Find(o, "spec.minAvailable") : json())),
+          IntOrString(Find(o, "spec.maxUnavailable") ? *Find(o, "spec.maxUnavailable") : json()),
+          Int(o, "status.disruptionsAllowed"), AgeOf(o)};
     };
     add(r);
   }

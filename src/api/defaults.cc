@@ -91,8 +91,8 @@ void DefaultVolume(json& v) {
       Def(v[k], "defaultMode", 420);
     }
   }
-  if (v.contains("projected") && v["projected"].is_object() &&
-      v["projected"].contains("sources") && v["projected"]["sources"].is_array()) {
+  if (v.contains("projected") && v["projected"].is_object() && v["projected"].contains("sources") &&
+      v["projected"]["sources"].is_array()) {
     for (auto& s : v["projected"]["sources"]) {
       if (s.is_object() && s.contains("serviceAccountToken") &&
           s["serviceAccountToken"].is_object()) {
@@ -339,7 +339,9 @@ void DefaultService(json& obj) {
   Def(Obj(obj, "status"), "loadBalancer", json::object());
 }
 
-void DefaultSecret(json& obj) { Def(obj, "type", "Opaque"); }
+void DefaultSecret(json& obj) {
+  Def(obj, "type", "Opaque");
+}
 
 void DefaultNamespace(json& obj) {
   json& spec = Obj(obj, "spec");
@@ -393,7 +395,9 @@ void DefaultStorageClass(json& obj) {
   Def(obj, "volumeBindingMode", "Immediate");
 }
 
-void DefaultPriorityClass(json& obj) { Def(obj, "preemptionPolicy", "PreemptLowerPriority"); }
+void DefaultPriorityClass(json& obj) {
+  Def(obj, "preemptionPolicy", "PreemptLowerPriority");
+}
 
 void DefaultRoleBinding(json& obj) {
   if (obj.contains("subjects") && obj["subjects"].is_array()) {
@@ -405,6 +409,8 @@ void DefaultRoleBinding(json& obj) {
   }
 }
 
-void DefaultIngress(json& obj) { Obj(obj, "status"); }
+void DefaultIngress(json& obj) {
+  Obj(obj, "status");
+}
 
 }  // namespace minik::api

@@ -261,8 +261,8 @@ json ApplyJsonPatch(const json& original, const json& patch) {
   }
 }
 
-json ApplyStrategicMergePatch(const TypeTable& table, const std::string& type,
-                              const json& original, const json& patch) {
+json ApplyStrategicMergePatch(const TypeTable& table, const std::string& type, const json& original,
+                              const json& patch) {
   if (!patch.is_object()) {
     throw PatchError("a strategic merge patch must be an object");
   }

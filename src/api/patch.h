@@ -19,7 +19,7 @@ json ApplyMergePatch(const json& original, const json& patch);
 json ApplyJsonPatch(const json& original, const json& patch);
 // `type` names the message of `original` in the table; unknown parts of the
 // tree fall back to merge-patch behaviour (lists are replaced).
-json ApplyStrategicMergePatch(const TypeTable& table, const std::string& type,
-                              const json& original, const json& patch);
+json ApplyStrategicMergePatch(const TypeTable& table, const std::string& type, const json& original,
+                              const json& patch);
 
 }  // namespace minik::api

@@ -122,13 +122,14 @@ std::string PodStatusReason(const json& pod) {
     reason = status["reason"];
   }
   bool initializing = false;
-  const json init_specs = Find(pod, "spec.initContainers") ? *Find(pod, "spec.initContainers")
-                                                           : json::array();
+  const json init_specs =
+      Find(pod, "spec.initContainers") ? *Find(pod, "spec.initContainers") : json::array();
   const json init_statuses = status.value("initContainerStatuses", json::array());
   for (size_t i = 0; i < init_statuses.size(); ++i) {
     const json& c = init_statuses[i];
     const json state = c.value("state", json::object());
-    bool restartable = i < init_specs.size() && init_specs[i].value("restartPolicy", "") == "Always";
+    bool restartable =
+        i < init_specs.size() && init_specs[i].value("restartPolicy", "") == "Always";
     if (state.contains("terminated") && state["terminated"].value("exitCode", 0) == 0) {
       continue;
     }
@@ -140,7 +141,7 @@ std::string PodStatusReason(const json& pod) {
       std::string r = t.value("reason", "");
       if (r.empty()) {
         r = t.value("signal", 0) != 0 ? "Signal:" + std::to_string(t.value("signal", 0))
-                                       : "ExitCode:" + std::to_string(t.value("exitCode", 0));
+                                      : "ExitCode:" + std::to_string(t.value("exitCode", 0));
       }
       reason = "Init:" + r;
     } else if (state.contains("waiting") && !state["waiting"].value("reason", "").empty() &&
@@ -164,7 +165,7 @@ std::string PodStatusReason(const json& pod) {
         std::string r = t.value("reason", "");
         if (r.empty()) {
           r = t.value("signal", 0) != 0 ? "Signal:" + std::to_string(t.value("signal", 0))
-                                         : "ExitCode:" + std::to_string(t.value("exitCode", 0));
+                                        : "ExitCode:" + std::to_string(t.value("exitCode", 0));
         }
         reason = r;
       } else if (it->value("ready", false) && state.contains("running")) {

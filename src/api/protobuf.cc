@@ -158,7 +158,8 @@ class Decoder {
         r.Fail("unknown field number " + std::to_string(number) + " in " + type);
       }
       const FieldDef& f = *it->second;
-      std::string fpath = f.is_inline() ? path : (path.empty() ? f.json_name : path + "." + f.json_name);
+      std::string fpath =
+          f.is_inline() ? path : (path.empty() ? f.json_name : path + "." + f.json_name);
       if (f.is_inline()) {
         if (wire != kLengthDelimited) {
           r.Fail("field " + std::to_string(number) + " of " + type + " must be a message");
@@ -184,7 +185,8 @@ class Decoder {
             arr.push_back(Scalar(f.type, WireFor(f.type), packed, fpath));
           }
         } else {
-          arr.push_back(Value(f.type, wire, r, fpath + "[" + std::to_string(arr.size()) + "]", depth));
+          arr.push_back(
+              Value(f.type, wire, r, fpath + "[" + std::to_string(arr.size()) + "]", depth));
         }
         continue;
       }

@@ -54,7 +54,9 @@ LabelSelector LabelSelector::Parse(const std::string& text) {
   for (const std::string& raw : SplitTop(text)) {
     std::string part = Trim(raw);
     if (part.empty()) {
-      throw BadRequest("unable to parse requirement: found '', expected: identifier in selector \"" + text + "\"");
+      throw BadRequest(
+          "unable to parse requirement: found '', expected: identifier in selector \"" + text +
+          "\"");
     }
     Requirement r;
     auto set_op = [&](const std::string& word, Requirement::Op op) -> bool {
@@ -68,13 +70,15 @@ LabelSelector LabelSelector::Parse(const std::string& text) {
       r.key = Trim(part.substr(0, pos));
       std::string rest = Trim(part.substr(pos + word.size() + 1));
       if (rest.empty() || rest.front() != '(' || rest.back() != ')') {
-        throw BadRequest("unable to parse requirement: found '" + rest + "', expected: '(' in selector \"" + text + "\"");
+        throw BadRequest("unable to parse requirement: found '" + rest +
+                         "', expected: '(' in selector \"" + text + "\"");
       }
       std::string inner = rest.substr(1, rest.size() - 2);
       size_t start = 0;
       while (true) {
         size_t comma = inner.find(',', start);
-        std::string v = Trim(inner.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        std::string v = Trim(
+            inner.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
         r.values.push_back(v);
         if (comma == std::string::npos) {
           break;
@@ -106,7 +110,8 @@ LabelSelector LabelSelector::Parse(const std::string& text) {
       r.op = Requirement::Op::kExists;
     }
     if (r.key.empty() || r.key.find_first_of(" ()=!") != std::string::npos) {
-      throw BadRequest("unable to parse requirement: invalid label key \"" + r.key + "\" in selector \"" + text + "\"");
+      throw BadRequest("unable to parse requirement: invalid label key \"" + r.key +
+                       "\" in selector \"" + text + "\"");
     }
     sel.reqs_.push_back(std::move(r));
   }

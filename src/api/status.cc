@@ -22,12 +22,8 @@ json Details(const std::string& group, const std::string& resource, const std::s
 }  // namespace
 
 json StatusError::ToStatus() const {
-  json s = {{"kind", "Status"},
-            {"apiVersion", "v1"},
-            {"metadata", json::object()},
-            {"status", "Failure"},
-            {"message", message_},
-            {"reason", reason_},
+  json s = {{"kind", "Status"},    {"apiVersion", "v1"},  {"metadata", json::object()},
+            {"status", "Failure"}, {"message", message_}, {"reason", reason_},
             {"code", code_}};
   if (!details_.is_null()) {
     s["details"] = details_;
@@ -37,8 +33,7 @@ json StatusError::ToStatus() const {
 
 StatusError NotFound(const std::string& group, const std::string& resource,
                      const std::string& name) {
-  return StatusError(404, "NotFound",
-                     Qualified(group, resource) + " \"" + name + "\" not found",
+  return StatusError(404, "NotFound", Qualified(group, resource) + " \"" + name + "\" not found",
                      Details(group, resource, name));
 }
 
@@ -49,8 +44,8 @@ StatusError AlreadyExists(const std::string& group, const std::string& resource,
                      Details(group, resource, name));
 }
 
-StatusError Conflict(const std::string& group, const std::string& resource,
-                     const std::string& name, const std::string& why) {
+StatusError Conflict(const std::string& group, const std::string& resource, const std::string& name,
+                     const std::string& why) {
   return StatusError(409, "Conflict",
                      "Operation cannot be fulfilled on " + Qualified(group, resource) + " \"" +
                          name + "\": " + why,
@@ -85,18 +80,24 @@ StatusError Invalid(const std::string& group, const std::string& kind, const std
 StatusError BadRequest(const std::string& message) {
   return StatusError(400, "BadRequest", message);
 }
-StatusError Forbidden(const std::string& message) { return StatusError(403, "Forbidden", message); }
+StatusError Forbidden(const std::string& message) {
+  return StatusError(403, "Forbidden", message);
+}
 StatusError MethodNotAllowed(const std::string& message) {
   return StatusError(405, "MethodNotAllowed", message);
 }
-StatusError Gone(const std::string& message) { return StatusError(410, "Expired", message); }
+StatusError Gone(const std::string& message) {
+  return StatusError(410, "Expired", message);
+}
 StatusError UnsupportedMediaType(const std::string& message) {
   return StatusError(415, "UnsupportedMediaType", message);
 }
 StatusError NotAcceptable(const std::string& message) {
   return StatusError(406, "NotAcceptable", message);
 }
-StatusError Unauthorized() { return StatusError(401, "Unauthorized", "Unauthorized"); }
+StatusError Unauthorized() {
+  return StatusError(401, "Unauthorized", "Unauthorized");
+}
 StatusError InternalError(const std::string& message) {
   return StatusError(500, "InternalError", "Internal error occurred: " + message);
 }

@@ -41,8 +41,8 @@ StatusError NotFound(const std::string& group, const std::string& resource,
                      const std::string& name);
 StatusError AlreadyExists(const std::string& group, const std::string& resource,
                           const std::string& name);
-StatusError Conflict(const std::string& group, const std::string& resource,
-                     const std::string& name, const std::string& why);
+StatusError Conflict(const std::string& group, const std::string& resource, const std::string& name,
+                     const std::string& why);
 StatusError Invalid(const std::string& group, const std::string& kind, const std::string& name,
                     const std::vector<Cause>& causes);
 StatusError BadRequest(const std::string& message);

@@ -20,10 +20,9 @@ const std::set<std::string>& Scalars() {
 
 // Messages that have a JSON form of their own rather than an object of fields.
 const std::set<std::string>& SpecialMessages() {
-  static const std::set<std::string> s = {"resource.Quantity",    "intstr.IntOrString",
-                                          "meta.v1.Time",         "meta.v1.MicroTime",
-                                          "meta.v1.Duration",     "runtime.RawExtension",
-                                          "meta.v1.FieldsV1"};
+  static const std::set<std::string> s = {
+      "resource.Quantity", "intstr.IntOrString",   "meta.v1.Time",    "meta.v1.MicroTime",
+      "meta.v1.Duration",  "runtime.RawExtension", "meta.v1.FieldsV1"};
   return s;
 }
 
@@ -134,7 +133,8 @@ class Checker {
       }
       if (!v.is_number_integer()) {
         Mismatch(path, "integer", v);
-      } else if (type == "int32" && (v.get<int64_t>() > INT32_MAX || v.get<int64_t>() < INT32_MIN)) {
+      } else if (type == "int32" &&
+                 (v.get<int64_t>() > INT32_MAX || v.get<int64_t>() < INT32_MIN)) {
         p_.errors.push_back(path + ": value " + v.dump() + " does not fit a 32-bit integer");
       }
     } else if (type == "bool") {
@@ -153,7 +153,8 @@ class Checker {
       if (!v.is_string() && !v.is_number_integer()) {
         Mismatch(path, "integer or string", v);
       }
-    } else if (type == "meta.v1.Time" || type == "meta.v1.MicroTime" || type == "meta.v1.Duration") {
+    } else if (type == "meta.v1.Time" || type == "meta.v1.MicroTime" ||
+               type == "meta.v1.Duration") {
       if (!v.is_string()) {
         Mismatch(path, "string", v);
       }
@@ -236,20 +237,19 @@ void TypeTable::Index() {
     }
   }
   // Lift inline members' JSON names into their parents (inline may nest).
-  std::function<void(MessageDef&, const MessageDef&, int)> lift = [&](MessageDef& into,
-                                                                      const MessageDef& from,
-                                                                      int depth) {
-    for (const auto& f : from.fields) {
-      if (f.is_inline()) {
-        auto it = messages_.find(f.type);
-        if (it != messages_.end() && depth < 8) {
-          lift(into, it->second, depth + 1);
+  std::function<void(MessageDef&, const MessageDef&, int)> lift =
+      [&](MessageDef& into, const MessageDef& from, int depth) {
+        for (const auto& f : from.fields) {
+          if (f.is_inline()) {
+            auto it = messages_.find(f.type);
+            if (it != messages_.end() && depth < 8) {
+              lift(into, it->second, depth + 1);
+            }
+          } else {
+            into.by_json.emplace(f.json_name, &f);
+          }
         }
-      } else {
-        into.by_json.emplace(f.json_name, &f);
-      }
-    }
-  };
+      };
   for (auto& [name, m] : messages_) {
     lift(m, m, 0);
   }

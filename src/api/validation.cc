@@ -27,7 +27,8 @@ void NotSupported(Causes& c, const std::string& field, const json& value,
     list += (list.empty() ? "" : ", ") + ("\"" + a + "\"");
   }
   std::string v = value.is_string() ? "\"" + value.get<std::string>() + "\"" : value.dump();
-  Add(c, "FieldValueNotSupported", field, "Unsupported value: " + v + ": supported values: " + list);
+  Add(c, "FieldValueNotSupported", field,
+      "Unsupported value: " + v + ": supported values: " + list);
 }
 void Duplicate(Causes& c, const std::string& field, const json& value) {
   std::string v = value.is_string() ? "\"" + value.get<std::string>() + "\"" : value.dump();
@@ -130,18 +131,20 @@ bool SelectorMatches(const json& selector, const json& labels) {
 }
 
 bool SelectorEmpty(const json& selector) {
-  return !selector.is_object() || (Get(selector, "matchLabels").empty() &&
-                                   Get(selector, "matchExpressions").empty());
+  return !selector.is_object() ||
+         (Get(selector, "matchLabels").empty() && Get(selector, "matchExpressions").empty());
 }
 
 void ValidatePort(const json& v, const std::string& field, Causes& c, bool allow_zero = false) {
-  if (!v.is_number_integer() || v.get<int64_t>() > 65535 || v.get<int64_t>() < (allow_zero ? 0 : 1)) {
+  if (!v.is_number_integer() || v.get<int64_t>() > 65535 ||
+      v.get<int64_t>() < (allow_zero ? 0 : 1)) {
     Invalid(c, field, v, "must be between 1 and 65535, inclusive");
   }
 }
 
-void ValidateContainers(const json& list, const std::string& path, const std::set<std::string>& volumes,
-                        std::set<std::string>& names, Causes& c, bool required) {
+void ValidateContainers(const json& list, const std::string& path,
+                        const std::set<std::string>& volumes, std::set<std::string>& names,
+                        Causes& c, bool required) {
   if (!list.is_array() || list.empty()) {
     if (required) {
       Required(c, path);
@@ -244,7 +247,8 @@ void ValidateObjectMeta(const json& obj, bool namespaced, bool label_name, Cause
   const json& meta = Get(obj, "metadata");
   std::string name = Str(meta, "name");
   if (name.empty()) {
-    Add(c, "FieldValueRequired", "metadata.name", "Required value: name or generateName is required");
+    Add(c, "FieldValueRequired", "metadata.name",
+        "Required value: name or generateName is required");
   } else if (label_name ? !IsDns1123Label(name) : !IsDns1123Subdomain(name)) {
     Invalid(c, "metadata.name", name, label_name ? kLabelMsg : kSubdomainMsg);
   }
@@ -257,9 +261,11 @@ void ValidateObjectMeta(const json& obj, bool namespaced, bool label_name, Cause
     size_t total = 0;
     for (auto it = ann.begin(); it != ann.end(); ++it) {
       if (!IsQualifiedName(it.key())) {
-        Invalid(c, "metadata.annotations", it.key(), "name part must consist of alphanumeric characters, '-', '_' or '.'");
+        Invalid(c, "metadata.annotations", it.key(),
+                "name part must consist of alphanumeric characters, '-', '_' or '.'");
       }
-      total += it.key().size() + (it.value().is_string() ? it.value().get<std::string>().size() : 0);
+      total +=
+          it.key().size() + (it.value().is_string() ? it.value().get<std::string>().size() : 0);
     }
     if (total > 256 * 1024) {
       Add(c, "FieldValueTooLong", "metadata.annotations",
@@ -394,7 +400,9 @@ void ValidateJob(const json& obj, const json* old, Causes& c) {
 
 namespace {
 bool ValidCronField(const std::string& f, int lo, int hi) {
-  static const std::regex kRe("(\\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?)*");
+  static const std::regex kRe(
+      "(\\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?(,(\\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/"
+      "[0-9]+)?)*");
   (void)lo;
   (void)hi;
   return std::regex_match(f, kRe) || f == "?";
@@ -433,13 +441,13 @@ void ValidateCronJob(const json& obj, const json* old, Causes& c) {
     }
     if (!ok) {
       Invalid(c, "spec.schedule", schedule,
-              fields.size() != 5 ? "expected exactly 5 fields, found " + std::to_string(fields.size()) + ": " + schedule
+              fields.size() != 5 ? "expected exactly 5 fields, found " +
+                                       std::to_string(fields.size()) + ": " + schedule
                                  : "invalid schedule");
     }
   } else {
-    static const std::set<std::string> kDescriptors = {"@yearly", "@annually", "@monthly",
-                                                       "@weekly", "@daily",    "@midnight",
-                                                       "@hourly"};
+    static const std::set<std::string> kDescriptors = {
+        "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"};
     if (!kDescriptors.count(schedule) && schedule.rfind("@every ", 0) != 0) {
       Invalid(c, "spec.schedule", schedule, "unrecognized descriptor: " + schedule);
     }
@@ -519,7 +527,8 @@ void ValidateService(const json& obj, const json* old, Causes& c) {
         if (tp.is_number_integer()) {
           ValidatePort(tp, pp + ".targetPort", c);
         } else if (tp.is_string() && !IsDns1123Label(tp.get<std::string>())) {
-          Invalid(c, pp + ".targetPort", tp, "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)");
+          Invalid(c, pp + ".targetPort", tp,
+                  "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)");
         }
       }
     }
@@ -575,7 +584,8 @@ void ValidateConfigMap(const json& obj, const json* old, Causes& c) {
   if (total > 1024 * 1024) {
     Add(c, "FieldValueTooLong", "", "Too long: must have at most 1048576 bytes");
   }
-  if (old && Get(*old, "immutable") == true && (Get(*old, "data") != data || Get(*old, "binaryData") != bin)) {
+  if (old && Get(*old, "immutable") == true &&
+      (Get(*old, "data") != data || Get(*old, "binaryData") != bin)) {
     Add(c, "FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set");
   }
 }
@@ -621,9 +631,15 @@ void ValidatePersistentVolume(const json& obj, const json* old, Causes& c) {
   if (!Get(spec, "accessModes").is_array() || Get(spec, "accessModes").empty()) {
     Required(c, "spec.accessModes");
   }
-  static const std::set<std::string> kNonSource = {
-      "capacity", "accessModes", "claimRef", "persistentVolumeReclaimPolicy", "storageClassName",
-      "mountOptions", "volumeMode", "nodeAffinity", "volumeAttributesClassName"};
+  static const std::set<std::string> kNonSource = {"capacity",
+                                                   "accessModes",
+                                                   "claimRef",
+                                                   "persistentVolumeReclaimPolicy",
+                                                   "storageClassName",
+                                                   "mountOptions",
+                                                   "volumeMode",
+                                                   "nodeAffinity",
+                                                   "volumeAttributesClassName"};
   int sources = 0;
   if (spec.is_object()) {
     for (auto it = spec.begin(); it != spec.end(); ++it) {
@@ -667,7 +683,8 @@ void ValidateIngress(const json& obj, const json* old, Causes& c) {
       continue;
     }
     for (size_t j = 0; j < paths.size(); ++j) {
-      std::string pp = "spec.rules[" + std::to_string(i) + "].http.paths[" + std::to_string(j) + "]";
+      std::string pp =
+          "spec.rules[" + std::to_string(i) + "].http.paths[" + std::to_string(j) + "]";
       std::string pt = Str(paths[j], "pathType");
       if (pt.empty()) {
         Required(c, pp + ".pathType");

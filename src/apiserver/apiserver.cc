@@ -129,7 +129,9 @@ ApiServer::ApiServer(Options opts)
       registry_(api::ResourceRegistry::Builtin()),
       types_(api::TypeTable::Builtin()) {}
 
-ApiServer::~ApiServer() { Stop(); }
+ApiServer::~ApiServer() {
+  Stop();
+}
 
 uint16_t ApiServer::Start() {
   store::RegisterBuiltins();
@@ -146,14 +148,13 @@ uint16_t ApiServer::Start() {
   ho.key_pem = fs::ReadFile(opts_.cert_dir + "/apiserver.key");
   ho.client_ca_pem = fs::ReadFile(opts_.cert_dir + "/ca.crt");
   ho.error_body = [](int status, const std::string& message) {
-    const char* reason = status == 413 ? "RequestEntityTooLarge"
+    const char* reason = status == 413   ? "RequestEntityTooLarge"
                          : status == 429 ? "TooManyRequests"
                                          : "BadRequest";
     return StatusError(status, reason, message).ToStatus().dump();
   };
-  server_ = std::make_unique<http::Server>(ho, [this](http::Request& req, http::ResponseWriter& w) {
-    Handle(req, w);
-  });
+  server_ = std::make_unique<http::Server>(
+      ho, [this](http::Request& req, http::ResponseWriter& w) { Handle(req, w); });
   port_ = server_->Start();
   ready_ = true;
   log::Info("serving the Kubernetes API on https://{}:{} (store: {})", opts_.bind_address, port_,
@@ -190,7 +191,8 @@ void ApiServer::Bootstrap() {
       {"spec",
        {{"type", "ClusterIP"},
         {"clusterIP", "10.96.0.1"},
-        {"ports", {{{"name", "https"}, {"port", 443}, {"protocol", "TCP"}, {"targetPort", opts_.port}}}}}}};
+        {"ports",
+         {{{"name", "https"}, {"port", 443}, {"protocol", "TCP"}, {"targetPort", opts_.port}}}}}}};
   try {
     storage_->Create(*svc, "default", kubernetes, {});
   } catch (const StatusError& e) {
@@ -200,7 +202,8 @@ void ApiServer::Bootstrap() {
   }
   const api::ResourceInfo* ep = registry_.Find("", "v1", "endpoints");
   json endpoints = {
-      {"metadata", {{"name", "kubernetes"}, {"labels", {{"endpointslice.kubernetes.io/skip-mirror", "true"}}}}},
+      {"metadata",
+       {{"name", "kubernetes"}, {"labels", {{"endpointslice.kubernetes.io/skip-mirror", "true"}}}}},
       {"subsets",
        {{{"addresses", {{{"ip", opts_.advertise_address}}}},
          {"ports", {{{"name", "https"}, {"port", opts_.port}, {"protocol", "TCP"}}}}}}}};
@@ -289,8 +292,8 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
     WriteJson(w, 200, body, ct);
   };
   if (segs.empty()) {
-    json paths = json::array({"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3",
-                              "/readyz", "/version"});
+    json paths = json::array(
+        {"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"});
     for (const auto& g : registry_.groups()) {
       if (!g.empty()) {
         paths.push_back("/apis/" + g);
@@ -323,18 +326,21 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
   if (segs[0] == "api") {
     if (segs.size() == 1) {
       if (req.method != "GET") {
-        throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+        throw api::MethodNotAllowed(
+            "the server does not allow this method on the requested resource");
       }
-      discovery(neg.aggregated_discovery ? AggregatedDiscovery(registry_, true, neg.discovery_version)
-                                         : DiscoveryApiVersions(opts_.advertise_address + ":" + std::to_string(port_)));
+      discovery(neg.aggregated_discovery
+                    ? AggregatedDiscovery(registry_, true, neg.discovery_version)
+                    : DiscoveryApiVersions(opts_.advertise_address + ":" + std::to_string(port_)));
       return;
     }
     version = segs[1];
     rest = 2;
   } else if (segs[0] == "apis") {
     if (segs.size() == 1) {
-      discovery(neg.aggregated_discovery ? AggregatedDiscovery(registry_, false, neg.discovery_version)
-                                         : DiscoveryGroupList(registry_));
+      discovery(neg.aggregated_discovery
+                    ? AggregatedDiscovery(registry_, false, neg.discovery_version)
+                    : DiscoveryGroupList(registry_));
       return;
     }
     group = segs[1];
@@ -405,7 +411,8 @@ json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
   std::string media = MediaType(req.Header("Content-Type"));
   std::string validation = req.Param("fieldValidation", strict_default ? "Strict" : "Warn");
   if (validation != "Strict" && validation != "Warn" && validation != "Ignore") {
-    throw BadRequest("fieldValidation must be one of Ignore, Warn or Strict, not \"" + validation + "\"");
+    throw BadRequest("fieldValidation must be one of Ignore, Warn or Strict, not \"" + validation +
+                     "\"");
   }
   if (req.body.empty()) {
     throw BadRequest("the request body is empty");
@@ -440,9 +447,10 @@ json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
     obj = std::move(d.value);
     duplicates = std::move(d.duplicate_keys);
   } else {
-    throw api::UnsupportedMediaType("the body of the request was in an unknown format - accepted "
-                                    "media types include: application/json, application/yaml, "
-                                    "application/vnd.kubernetes.protobuf");
+    throw api::UnsupportedMediaType(
+        "the body of the request was in an unknown format - accepted "
+        "media types include: application/json, application/yaml, "
+        "application/vnd.kubernetes.protobuf");
   }
   if (!obj.is_object()) {
     throw BadRequest("the request body must be an object");
@@ -500,7 +508,9 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
   auto respond = [&](int code, const json& obj) {
     if (neg.table && obj.contains("metadata")) {
       json lm = {{"resourceVersion", GetString(obj, "metadata.resourceVersion")}};
-      WriteJson(w, code, BuildTable(r, json::array({obj}), lm, req.Param("includeObject"), neg.table_version));
+      WriteJson(
+          w, code,
+          BuildTable(r, json::array({obj}), lm, req.Param("includeObject"), neg.table_version));
     } else {
       WriteJson(w, code, obj);
     }
@@ -517,7 +527,9 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
       }
       json list = storage_->List(r, ns, ParseList(req));
       if (neg.table) {
-        WriteJson(w, 200, BuildTable(r, list["items"], list["metadata"], req.Param("includeObject"), neg.table_version));
+        WriteJson(w, 200,
+                  BuildTable(r, list["items"], list["metadata"], req.Param("includeObject"),
+                             neg.table_version));
       } else {
         WriteJson(w, 200, list);
       }
@@ -531,11 +543,14 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
       json binding = ParseJson(req.body).value;
       std::string node = GetString(binding, "target.name");
       if (node.empty()) {
-        throw api::Invalid("", "Binding", name, {{"FieldValueRequired", "Required value", "target.name"}});
+        throw api::Invalid("", "Binding", name,
+                           {{"FieldValueRequired", "Required value", "target.name"}});
       }
       json pod = storage_->Get(r, ns, name);
       if (!GetString(pod, "spec.nodeName").empty()) {
-        throw api::Conflict("", "pods/binding", name, "pod " + name + " is already assigned to node \"" + GetString(pod, "spec.nodeName") + "\"");
+        throw api::Conflict("", "pods/binding", name,
+                            "pod " + name + " is already assigned to node \"" +
+                                GetString(pod, "spec.nodeName") + "\"");
       }
       json patch = {{"spec", {{"nodeName", node}}}};
       if (!GetString(pod, "metadata.resourceVersion").empty()) {
@@ -546,7 +561,8 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
       return;
     }
     if (!name.empty()) {
-      throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+      throw api::MethodNotAllowed(
+          "the server does not allow this method on the requested resource");
     }
     json obj = DecodeBody(req, r, false);
     respond(201, storage_->Create(r, ns, std::move(obj), wo));
@@ -554,12 +570,15 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
   }
   if (m == "PUT") {
     if (name.empty()) {
-      throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+      throw api::MethodNotAllowed(
+          "the server does not allow this method on the requested resource");
     }
     json obj = DecodeBody(req, r, false);
     if (sub == "finalize") {
       json cur = storage_->Get(r, ns, name);
-      cur["spec"]["finalizers"] = obj.contains("spec") && obj["spec"].contains("finalizers") ? obj["spec"]["finalizers"] : json::array();
+      cur["spec"]["finalizers"] = obj.contains("spec") && obj["spec"].contains("finalizers")
+                                      ? obj["spec"]["finalizers"]
+                                      : json::array();
       if (const json* rv = Find(obj, "metadata.resourceVersion")) {
         cur["metadata"]["resourceVersion"] = *rv;
       }
@@ -572,7 +591,8 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
   }
   if (m == "PATCH") {
     if (name.empty()) {
-      throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+      throw api::MethodNotAllowed(
+          "the server does not allow this method on the requested resource");
     }
     std::string media = MediaType(req.Header("Content-Type"));
     PatchType type;
@@ -585,14 +605,16 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
     } else if (media == "application/apply-patch+yaml" || media == "application/apply-patch+json") {
       type = PatchType::kApply;
       if (wo.field_manager.empty()) {
-        throw BadRequest("PATCH requests of type apply must include the fieldManager query parameter");
+        throw BadRequest(
+            "PATCH requests of type apply must include the fieldManager query parameter");
       }
     } else {
-      throw api::UnsupportedMediaType("the body of the request was in an unknown format - accepted "
-                                      "media types include: application/json-patch+json, "
-                                      "application/merge-patch+json, "
-                                      "application/apply-patch+yaml, "
-                                      "application/strategic-merge-patch+json");
+      throw api::UnsupportedMediaType(
+          "the body of the request was in an unknown format - accepted "
+          "media types include: application/json-patch+json, "
+          "application/merge-patch+json, "
+          "application/apply-patch+yaml, "
+          "application/strategic-merge-patch+json");
     }
     Decoded d = type == PatchType::kApply ? ParseYaml(req.body) : ParseJson(req.body);
     std::string validation = req.Param("fieldValidation", "Warn");
@@ -624,7 +646,8 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
           first = false;
         }
         for (const auto& dk : d.duplicate_keys) {
-          msg += (first ? "" : ", ") + ("duplicate field \"" + (dk.size() && dk[0] == '.' ? dk.substr(1) : dk) + "\"");
+          msg += (first ? "" : ", ") +
+                 ("duplicate field \"" + (dk.size() && dk[0] == '.' ? dk.substr(1) : dk) + "\"");
           first = false;
         }
         throw BadRequest(msg);
@@ -634,7 +657,8 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
       std::string av = d.value.value("apiVersion", "");
       std::string kind = d.value.value("kind", "");
       if ((!av.empty() && av != r.api_version()) || (!kind.empty() && kind != r.kind)) {
-        throw BadRequest("the apply body is a " + av + " " + kind + ", not a " + r.api_version() + " " + r.kind);
+        throw BadRequest("the apply body is a " + av + " " + kind + ", not a " + r.api_version() +
+                         " " + r.kind);
       }
     }
     respond(200, storage_->Patch(r, ns, name, type, d.value, sub, wo, Truthy(req.Param("force"))));
@@ -675,7 +699,8 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
 void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
                            const std::string& ns, const std::string& name) {
   auto to_scale = [&](const json& obj) {
-    std::string selector = api::FormatSelector(Find(obj, "spec.selector") ? *Find(obj, "spec.selector") : json());
+    std::string selector =
+        api::FormatSelector(Find(obj, "spec.selector") ? *Find(obj, "spec.selector") : json());
     if (selector == "<none>") {
       selector = "";
     }
@@ -686,15 +711,18 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
     if (r.namespaced) {
       meta["namespace"] = ns;
     }
-    json status = {{"replicas", Find(obj, "status.replicas") ? *Find(obj, "status.replicas") : json(0)}};
+    json status = {
+        {"replicas", Find(obj, "status.replicas") ? *Find(obj, "status.replicas") : json(0)}};
     if (!selector.empty()) {
       status["selector"] = selector;
     }
-    return json{{"kind", "Scale"},
-                {"apiVersion", "autoscaling/v1"},
-                {"metadata", meta},
-                {"spec", {{"replicas", Find(obj, "spec.replicas") ? *Find(obj, "spec.replicas") : json(0)}}},
-                {"status", status}};
+    return json{
+        {"kind", "Scale"},
+        {"apiVersion", "autoscaling/v1"},
+        {"metadata", meta},
+        {"spec",
+         {{"replicas", Find(obj, "spec.replicas") ? *Find(obj, "spec.replicas") : json(0)}}},
+        {"status", status}};
   };
   WriteOptions wo;
   wo.dry_run = req.Param("dryRun") == "All";
@@ -720,12 +748,14 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
     const json* replicas = Find(next, "spec.replicas");
     if (!replicas || !replicas->is_number_integer() || replicas->get<int64_t>() < 0) {
       throw api::Invalid("autoscaling", "Scale", name,
-                         {{"FieldValueInvalid", "Invalid value: must be greater than or equal to 0", "spec.replicas"}});
+                         {{"FieldValueInvalid", "Invalid value: must be greater than or equal to 0",
+                           "spec.replicas"}});
     }
     std::string want_rv = GetString(next, "metadata.resourceVersion");
     if (!want_rv.empty() && want_rv != GetString(cur, "metadata.resourceVersion")) {
       throw api::Conflict(r.group, r.plural, name,
-                          "the object has been modified; please apply your changes to the latest version and try again");
+                          "the object has been modified; please apply your changes to the latest "
+                          "version and try again");
     }
     cur["spec"]["replicas"] = *replicas;
     try {
@@ -794,7 +824,9 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
                           std::to_string(store_->CompactedRevision()) + ")");
     }
   }
-  if (!w.StartStream(200, {{"Content-Type", neg.table ? "application/json;as=Table;v=" + neg.table_version + ";g=meta.k8s.io" : kJson},
+  if (!w.StartStream(200, {{"Content-Type", neg.table ? "application/json;as=Table;v=" +
+                                                            neg.table_version + ";g=meta.k8s.io"
+                                                      : kJson},
                            {"Cache-Control", "no-cache, private"}})) {
     return;
   }
@@ -825,7 +857,8 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
     if (initial_end) {
       meta["annotations"] = {{"k8s.io/initial-events-end", "true"}};
     }
-    return render("BOOKMARK", {{"kind", r.kind}, {"apiVersion", r.api_version()}, {"metadata", meta}});
+    return render("BOOKMARK",
+                  {{"kind", r.kind}, {"apiVersion", r.api_version()}, {"metadata", meta}});
   };
   if (Truthy(req.Param("sendInitialEvents")) && bookmarks) {
     batch += bookmark(true);
@@ -838,7 +871,8 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
     bool overflow = false;
     auto events = queue->Take(std::chrono::milliseconds(1000), &overflow);
     if (overflow) {
-      w.WriteChunk(render("ERROR", api::Gone("the watch fell too far behind; list and watch again").ToStatus()));
+      w.WriteChunk(render(
+          "ERROR", api::Gone("the watch fell too far behind; list and watch again").ToStatus()));
       return;
     }
     std::string out;

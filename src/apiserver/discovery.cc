@@ -47,7 +47,8 @@ Negotiated Negotiate(const std::string& accept) {
   size_t pos = 0;
   while (pos <= accept.size()) {
     size_t comma = accept.find(',', pos);
-    std::string part = accept.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string part =
+        accept.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     std::map<std::string, std::string> params;
     size_t semi = part.find(';');
     std::string type = part.substr(0, semi);
@@ -55,7 +56,8 @@ Negotiated Negotiate(const std::string& accept) {
     type.erase(type.find_last_not_of(' ') + 1);
     while (semi != std::string::npos) {
       size_t next = part.find(';', semi + 1);
-      std::string kv = part.substr(semi + 1, next == std::string::npos ? std::string::npos : next - semi - 1);
+      std::string kv =
+          part.substr(semi + 1, next == std::string::npos ? std::string::npos : next - semi - 1);
       auto eq = kv.find('=');
       if (eq != std::string::npos) {
         std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
@@ -188,16 +190,18 @@ json AggregatedDiscovery(const api::ResourceRegistry& reg, bool core, const std:
         json subs = json::array();
         for (const auto& sub : r.subresources) {
           SubresourceInfo s = Subresource(r, sub);
-          subs.push_back({{"subresource", sub},
-                          {"responseKind", {{"group", s.group}, {"version", s.version}, {"kind", s.kind}}},
-                          {"verbs", s.verbs}});
+          subs.push_back(
+              {{"subresource", sub},
+               {"responseKind", {{"group", s.group}, {"version", s.version}, {"kind", s.kind}}},
+               {"verbs", s.verbs}});
         }
         e["subresources"] = subs;
       }
       resources.push_back(e);
     }
-    json item = {{"metadata", {{"creationTimestamp", nullptr}}},
-                 {"versions", {{{"version", v}, {"resources", resources}, {"freshness", "Current"}}}}};
+    json item = {
+        {"metadata", {{"creationTimestamp", nullptr}}},
+        {"versions", {{{"version", v}, {"resources", resources}, {"freshness", "Current"}}}}};
     if (!g.empty()) {
       item["metadata"]["name"] = g;
     }

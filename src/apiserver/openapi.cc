@@ -59,7 +59,8 @@ json ScalarSchema(const std::string& type) {
 
 json MessageSchema(const api::TypeTable& types, const api::MessageDef& m) {
   if (m.name == "resource.Quantity") {
-    return {{"type", "string"}, {"description", "Quantity is a fixed-point representation of a number."}};
+    return {{"type", "string"},
+            {"description", "Quantity is a fixed-point representation of a number."}};
   }
   if (m.name == "intstr.IntOrString") {
     return {{"type", "string"}, {"format", "int-or-string"}};
@@ -100,7 +101,8 @@ json MessageSchema(const api::TypeTable& types, const api::MessageDef& m) {
   return {{"type", "object"}, {"properties", props}};
 }
 
-void Reachable(const api::TypeTable& types, const std::string& message, std::set<std::string>& out) {
+void Reachable(const api::TypeTable& types, const std::string& message,
+               std::set<std::string>& out) {
   std::vector<std::string> todo{message};
   while (!todo.empty()) {
     std::string m = todo.back();
@@ -122,7 +124,10 @@ void Reachable(const api::TypeTable& types, const std::string& message, std::set
 
 json Param(const std::string& name, const std::string& in, const std::string& description,
            bool required = false) {
-  json p = {{"name", name}, {"in", in}, {"description", description}, {"schema", {{"type", "string"}, {"uniqueItems", true}}}};
+  json p = {{"name", name},
+            {"in", in},
+            {"description", description},
+            {"schema", {{"type", "string"}, {"uniqueItems", true}}}};
   if (required) {
     p["required"] = true;
   }
@@ -134,15 +139,20 @@ json Operation(const api::ResourceInfo& r, const std::string& action, const std:
   json op = {{"operationId", op_id},
              {"tags", {r.group.empty() ? "core_" + r.version : r.group + "_" + r.version}},
              {"responses",
-              {{"200", {{"description", "OK"}, {"content", {{"application/json", {{"schema", response_schema}}}}}}},
+              {{"200",
+                {{"description", "OK"},
+                 {"content", {{"application/json", {{"schema", response_schema}}}}}}},
                {"401", {{"description", "Unauthorized"}}}}},
              {"x-kubernetes-action", action},
              {"x-kubernetes-group-version-kind",
               {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}}};
   json params = json::array();
   if (write) {
-    params.push_back(Param("dryRun", "query", "When present, indicates that modifications should not be persisted."));
-    params.push_back(Param("fieldManager", "query", "fieldManager is a name associated with the actor or entity that is making these changes."));
+    params.push_back(Param("dryRun", "query",
+                           "When present, indicates that modifications should not be persisted."));
+    params.push_back(Param("fieldManager", "query",
+                           "fieldManager is a name associated with the actor or entity that is "
+                           "making these changes."));
     params.push_back(Param("fieldValidation", "query",
                            "fieldValidation instructs the server on how to handle objects in the "
                            "request containing unknown or duplicate fields. Valid values are: "
@@ -220,12 +230,15 @@ json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& typ
     json list_schema = {{"type", "object"}};
     std::string base = "/" + gv_path;
     json name_param = Param("name", "path", "name of the " + r.kind, true);
-    json ns_param = Param("namespace", "path", "object name and auth scope, such as for teams and projects", true);
-    std::string coll = r.namespaced ? base + "/namespaces/{namespace}/" + r.plural : base + "/" + r.plural;
+    json ns_param = Param("namespace", "path",
+                          "object name and auth scope, such as for teams and projects", true);
+    std::string coll =
+        r.namespaced ? base + "/namespaces/{namespace}/" + r.plural : base + "/" + r.plural;
     json collection = {
         {"get", Operation(r, "list", OpName(r, "list", r.namespaced), list_schema, false)},
         {"post", Operation(r, "post", OpName(r, "create", r.namespaced), obj, true)},
-        {"delete", Operation(r, "deletecollection", OpName(r, "deleteCollection", r.namespaced), obj, false)}};
+        {"delete", Operation(r, "deletecollection", OpName(r, "deleteCollection", r.namespaced),
+                             obj, false)}};
     json item = {{"get", Operation(r, "get", OpName(r, "read", r.namespaced), obj, false)},
                  {"put", Operation(r, "put", OpName(r, "replace", r.namespaced), obj, true)},
                  {"patch", Operation(r, "patch", OpName(r, "patch", r.namespaced), obj, true)},
@@ -235,7 +248,8 @@ json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& typ
       collection["parameters"] = json::array({ns_param});
       item_params.push_back(ns_param);
       paths[base + "/" + r.plural] = {
-          {"get", Operation(r, "list", OpName(r, "list", false) + "ForAllNamespaces", list_schema, false)}};
+          {"get", Operation(r, "list", OpName(r, "list", false) + "ForAllNamespaces", list_schema,
+                            false)}};
     }
     item["parameters"] = item_params;
     paths[coll] = collection;
@@ -244,10 +258,11 @@ json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& typ
       if (sub != "status") {
         continue;
       }
-      json s = {{"get", Operation(r, "get", OpName(r, "read", r.namespaced) + "Status", obj, false)},
-                {"put", Operation(r, "put", OpName(r, "replace", r.namespaced) + "Status", obj, true)},
-                {"patch", Operation(r, "patch", OpName(r, "patch", r.namespaced) + "Status", obj, true)},
-                {"parameters", item_params}};
+      json s = {
+          {"get", Operation(r, "get", OpName(r, "read", r.namespaced) + "Status", obj, false)},
+          {"put", Operation(r, "put", OpName(r, "replace", r.namespaced) + "Status", obj, true)},
+          {"patch", Operation(r, "patch", OpName(r, "patch", r.namespaced) + "Status", obj, true)},
+          {"parameters", item_params}};
       paths[coll + "/{name}/status"] = s;
     }
   }
@@ -263,15 +278,24 @@ json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& typ
     json s = MessageSchema(types, *def);
     for (const auto& r : reg.all()) {
       if (r.type_name == m) {
-        s["properties"]["apiVersion"] = {{"type", "string"}, {"description", "APIVersion defines the versioned schema of this representation of an object."}};
-        s["properties"]["kind"] = {{"type", "string"}, {"description", "Kind is a string value representing the REST resource this object represents."}};
-        s["x-kubernetes-group-version-kind"] = {{{"group", r.group}, {"version", r.version}, {"kind", r.kind}}};
+        s["properties"]["apiVersion"] = {
+            {"type", "string"},
+            {"description",
+             "APIVersion defines the versioned schema of this representation of an object."}};
+        s["properties"]["kind"] = {
+            {"type", "string"},
+            {"description",
+             "Kind is a string value representing the REST resource this object represents."}};
+        s["x-kubernetes-group-version-kind"] = {
+            {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}};
       }
     }
     schemas[SchemaName(m)] = s;
   }
   schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
-      {"type", "object"}, {"description", "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body."}};
+      {"type", "object"},
+      {"description",
+       "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body."}};
   return {{"openapi", "3.0.0"},
           {"info", {{"title", "Kubernetes"}, {"version", "v1.32.0"}}},
           {"paths", paths},

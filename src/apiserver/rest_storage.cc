@@ -8,8 +8,8 @@
 #include <set>
 
 #include "api/patch.h"
-#include "api/validation.h"
 #include "api/status.h"
+#include "api/validation.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -205,8 +205,9 @@ void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, js
   if (r.namespaced) {
     std::string body_ns = meta.value("namespace", "");
     if (!body_ns.empty() && body_ns != ns) {
-      throw BadRequest("the namespace of the provided object does not match the namespace sent "
-                       "on the request");
+      throw BadRequest(
+          "the namespace of the provided object does not match the namespace sent "
+          "on the request");
     }
     meta["namespace"] = ns;
   } else {
@@ -308,7 +309,8 @@ void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
   const ResourceInfo* sr = registry_.Find("", "v1", "services");
   std::set<uint32_t> ips;
   std::set<int64_t> ports;
-  std::string self_key = sr->key(GetString(svc, "metadata.namespace"), GetString(svc, "metadata.name"));
+  std::string self_key =
+      sr->key(GetString(svc, "metadata.namespace"), GetString(svc, "metadata.name"));
   for (const auto& kv : store_.List(sr->key_prefix()).items) {
     if (kv.key == self_key) {
       continue;
@@ -343,11 +345,20 @@ void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
       bool ok;
       uint32_t ip = ParseIPv4(want, &ok);
       if (!ok) {
-        causes.push_back({"FieldValueInvalid", "Invalid value: \"" + want + "\": must be a valid IP address", "spec.clusterIPs[0]"});
+        causes.push_back({"FieldValueInvalid",
+                          "Invalid value: \"" + want + "\": must be a valid IP address",
+                          "spec.clusterIPs[0]"});
       } else if (ip < kServiceBase || ip >= kServiceBase + kServiceSize) {
-        causes.push_back({"FieldValueInvalid", "Invalid value: \"" + want + "\": failed to allocate IP " + want + ": the provided IP (" + want + ") is not in the valid range. The range of valid IPs is 10.96.0.0/12", "spec.clusterIPs"});
+        causes.push_back({"FieldValueInvalid",
+                          "Invalid value: \"" + want + "\": failed to allocate IP " + want +
+                              ": the provided IP (" + want +
+                              ") is not in the valid range. The range of valid IPs is 10.96.0.0/12",
+                          "spec.clusterIPs"});
       } else if (ips.count(ip) && !(old && GetString(*old, "spec.clusterIP") == want)) {
-        causes.push_back({"FieldValueInvalid", "Invalid value: []string{\"" + want + "\"}: failed to allocate IP " + want + ": provided IP is already allocated", "spec.clusterIPs"});
+        causes.push_back({"FieldValueInvalid",
+                          "Invalid value: []string{\"" + want + "\"}: failed to allocate IP " +
+                              want + ": provided IP is already allocated",
+                          "spec.clusterIPs"});
       }
       spec["clusterIP"] = want;
       spec["clusterIPs"] = json::array({want});
@@ -366,7 +377,9 @@ void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
   if (type == "NodePort" || type == "LoadBalancer") {
     std::map<std::pair<int64_t, std::string>, int64_t> old_ports;
     if (old) {
-      for (const auto& p : Find(*old, "spec.ports") && Find(*old, "spec.ports")->is_array() ? *Find(*old, "spec.ports") : json::array()) {
+      for (const auto& p : Find(*old, "spec.ports") && Find(*old, "spec.ports")->is_array()
+                               ? *Find(*old, "spec.ports")
+                               : json::array()) {
         if (p.contains("nodePort")) {
           old_ports[{p.value("port", 0), p.value("protocol", "TCP")}] = p["nodePort"];
         }
@@ -376,7 +389,9 @@ void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
     if (spec.contains("ports") && spec["ports"].is_array()) {
       for (size_t i = 0; i < spec["ports"].size(); ++i) {
         json& p = spec["ports"][i];
-        int64_t np = p.contains("nodePort") && p["nodePort"].is_number_integer() ? p["nodePort"].get<int64_t>() : 0;
+        int64_t np = p.contains("nodePort") && p["nodePort"].is_number_integer()
+                         ? p["nodePort"].get<int64_t>()
+                         : 0;
         if (np == 0) {
           auto o = old_ports.find({p.value("port", 0), p.value("protocol", "TCP")});
           if (o != old_ports.end()) {
@@ -389,7 +404,10 @@ void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
             reused = reused || v == np;
           }
           if (ports.count(np) && !reused) {
-            causes.push_back({"FieldValueInvalid", "Invalid value: " + std::to_string(np) + ": provided port is already allocated", "spec.ports[" + std::to_string(i) + "].nodePort"});
+            causes.push_back(
+                {"FieldValueInvalid",
+                 "Invalid value: " + std::to_string(np) + ": provided port is already allocated",
+                 "spec.ports[" + std::to_string(i) + "].nodePort"});
           }
           p["nodePort"] = np;
           ports.insert(np);
@@ -460,8 +478,9 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
   }
   if (r.namespaced && meta.contains("namespace") && meta["namespace"] != old_meta["namespace"] &&
       meta["namespace"] != "") {
-    throw BadRequest("the namespace of the provided object does not match the namespace sent on "
-                     "the request");
+    throw BadRequest(
+        "the namespace of the provided object does not match the namespace sent on "
+        "the request");
   }
   if (meta.contains("uid") && meta["uid"].is_string() && meta["uid"] != "" &&
       meta["uid"] != old_meta.value("uid", "")) {
@@ -690,8 +709,9 @@ std::pair<json, bool> RestStorage::Delete(const ResourceInfo& r, const std::stri
     nm.erase("resourceVersion");
     // Finalizers that the garbage collector acts on.
     auto add_finalizer = [&](const char* f) {
-      json& fs = nm.contains("finalizers") && nm["finalizers"].is_array() ? nm["finalizers"]
-                                                                           : (nm["finalizers"] = json::array());
+      json& fs = nm.contains("finalizers") && nm["finalizers"].is_array()
+                     ? nm["finalizers"]
+                     : (nm["finalizers"] = json::array());
       if (std::find(fs.begin(), fs.end(), f) == fs.end()) {
         fs.push_back(f);
       }
@@ -729,7 +749,8 @@ std::pair<json, bool> RestStorage::Delete(const ResourceInfo& r, const std::stri
         return {obj, false};
       }
       if (!already) {
-        nm["deletionTimestamp"] = FormatTime(Now() + std::chrono::seconds(std::max<int64_t>(grace, 0)));
+        nm["deletionTimestamp"] =
+            FormatTime(Now() + std::chrono::seconds(std::max<int64_t>(grace, 0)));
         nm["deletionGracePeriodSeconds"] = std::max<int64_t>(grace, 0);
         if (namespace_finalizing) {
           next["status"]["phase"] = "Terminating";

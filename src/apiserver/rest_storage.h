@@ -46,9 +46,8 @@ class RestStorage {
   // `subresource` is "" or "status". Returns the stored object.
   json Update(const ResourceInfo& r, const std::string& ns, const std::string& name, json obj,
               const std::string& subresource, const WriteOptions& o);
-  json Patch(const ResourceInfo& r, const std::string& ns, const std::string& name,
-             PatchType type, const json& patch, const std::string& subresource,
-             const WriteOptions& o, bool force);
+  json Patch(const ResourceInfo& r, const std::string& ns, const std::string& name, PatchType type,
+             const json& patch, const std::string& subresource, const WriteOptions& o, bool force);
   // Returns the object as deleted (or as marked for deletion) and whether it is gone.
   std::pair<json, bool> Delete(const ResourceInfo& r, const std::string& ns,
                                const std::string& name, const json& options, bool dry_run);

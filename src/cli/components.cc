@@ -27,12 +27,17 @@ void WaitForTermination() {
 
 void AddComponents(CLI::App& app) {
   auto agent = std::make_shared<node::AgentOptions>();
-  CLI::App* na = app.add_subcommand("node-agent", "Run a node's supervisor (started by drivers inside the node)");
+  CLI::App* na = app.add_subcommand("node-agent",
+                                    "Run a node's supervisor (started by drivers inside the node)");
   na->group("Node components");
-  na->add_option("--node-dir", agent->node_dir, "The node's directory (certs/, data/, logs/)")->required();
-  na->add_option("--apiserver-port", agent->apiserver_port, "Port of the API server")->capture_default_str();
-  na->add_option("--bind-address", agent->bind_address, "Address the API server listens on")->capture_default_str();
-  na->add_option("--advertise-address", agent->advertise_address, "The node's address")->capture_default_str();
+  na->add_option("--node-dir", agent->node_dir, "The node's directory (certs/, data/, logs/)")
+      ->required();
+  na->add_option("--apiserver-port", agent->apiserver_port, "Port of the API server")
+      ->capture_default_str();
+  na->add_option("--bind-address", agent->bind_address, "Address the API server listens on")
+      ->capture_default_str();
+  na->add_option("--advertise-address", agent->advertise_address, "The node's address")
+      ->capture_default_str();
   na->add_option("--store", agent->store, "Store of the API server")->capture_default_str();
   na->callback([agent] {
     int rc = node::RunAgent(*agent);
@@ -42,10 +47,13 @@ void AddComponents(CLI::App& app) {
   });
 
   auto cm = std::make_shared<controllers::ManagerOptions>();
-  CLI::App* cms = app.add_subcommand("controller-manager", "Run the controllers (namespace lifecycle, ...)");
+  CLI::App* cms =
+      app.add_subcommand("controller-manager", "Run the controllers (namespace lifecycle, ...)");
   cms->group("Node components");
   cms->add_option("--server", cm->server, "URL of the API server")->required();
-  cms->add_option("--cert-dir", cm->cert_dir, "Directory with ca.crt and controller-manager.{crt,key}")->required();
+  cms->add_option("--cert-dir", cm->cert_dir,
+                  "Directory with ca.crt and controller-manager.{crt,key}")
+      ->required();
   cms->callback([cm] {
     int rc = controllers::RunControllerManager(*cm);
     if (rc != 0) {
@@ -56,13 +64,19 @@ void AddComponents(CLI::App& app) {
   auto api = std::make_shared<apiserver::Options>();
   CLI::App* as = app.add_subcommand("apiserver", "Run the Kubernetes API server");
   as->group("Node components");
-  as->add_option("--cert-dir", api->cert_dir, "Directory with ca.crt, apiserver.crt, apiserver.key")->required();
+  as->add_option("--cert-dir", api->cert_dir, "Directory with ca.crt, apiserver.crt, apiserver.key")
+      ->required();
   as->add_option("--data-dir", api->data_dir, "Directory for the store's files")->required();
   as->add_option("--port", api->port, "HTTPS port (0 picks a free one)")->capture_default_str();
-  as->add_option("--bind-address", api->bind_address, "Address to listen on")->capture_default_str();
-  as->add_option("--advertise-address", api->advertise_address, "Address clients reach this server at")->capture_default_str();
+  as->add_option("--bind-address", api->bind_address, "Address to listen on")
+      ->capture_default_str();
+  as->add_option("--advertise-address", api->advertise_address,
+                 "Address clients reach this server at")
+      ->capture_default_str();
   as->add_option("--store", api->store, "Store: sqlite or memory")->capture_default_str();
-  as->add_option("--history-seconds", api->history_seconds, "How long the store keeps history for watches")->capture_default_str();
+  as->add_option("--history-seconds", api->history_seconds,
+                 "How long the store keeps history for watches")
+      ->capture_default_str();
   auto port_file = std::make_shared<std::string>();
   as->add_option("--port-file", *port_file, "Write the bound port to this file once serving");
   as->callback([api, port_file] {

@@ -25,7 +25,8 @@ void DeleteProfile(const std::string& profile) {
 
 void AddDelete(CLI::App& app, GlobalFlags& g) {
   auto all = std::make_shared<bool>(false);
-  CLI::App* cmd = app.add_subcommand("delete", "Delete a cluster with all its data and kubeconfig entries");
+  CLI::App* cmd =
+      app.add_subcommand("delete", "Delete a cluster with all its data and kubeconfig entries");
   cmd->add_flag("--all", *all, "Delete every profile");
   cmd->callback([&g, all] {
     if (*all) {

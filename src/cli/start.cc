@@ -21,13 +21,15 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
     int wait_seconds = 120;
   };
   auto o = std::make_shared<Opts>();
-  CLI::App* cmd = app.add_subcommand("start", "Start a local Kubernetes cluster (creates it on first use)");
+  CLI::App* cmd =
+      app.add_subcommand("start", "Start a local Kubernetes cluster (creates it on first use)");
   cmd->add_option("--driver", o->driver,
                   "Where the node runs: native (default when no other driver is usable)");
   cmd->add_option("--store", o->store, "Cluster state store: sqlite (durable) or memory");
   cmd->add_flag("--keep-on-failure", o->keep,
                 "Leave what a failed start created in place, for debugging");
-  cmd->add_option("--wait", o->wait_seconds, "Seconds to wait for the API server")->capture_default_str();
+  cmd->add_option("--wait", o->wait_seconds, "Seconds to wait for the API server")
+      ->capture_default_str();
   cmd->callback([&g, o] {
     CheckProfileName(g.profile);
     ProfileConfig cfg;
@@ -99,25 +101,25 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
             driver->Delete(g.profile, dir);
           }
         });
-    steps.Add("Waiting for the API server on https://127.0.0.1:" +
-                  std::to_string(cfg.apiserver_port),
-              [&] {
-                auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o->wait_seconds);
-                std::string why;
-                while (!ApiServerReady(g.profile, cfg.apiserver_port, &why)) {
-                  drivers::NodeStatus st = driver->Status(g.profile, dir);
-                  if (st.host != drivers::NodeState::kRunning) {
-                    throw Error("the node stopped while starting; see the logs in " +
-                                driver->LogHint(g.profile, dir));
-                  }
-                  if (std::chrono::steady_clock::now() > deadline) {
-                    throw Error("the API server did not become ready within " +
-                                std::to_string(o->wait_seconds) + "s (" + why + "); see " +
-                                driver->LogHint(g.profile, dir) + "apiserver.log");
-                  }
-                  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-                }
-              });
+    steps.Add(
+        "Waiting for the API server on https://127.0.0.1:" + std::to_string(cfg.apiserver_port),
+        [&] {
+          auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o->wait_seconds);
+          std::string why;
+          while (!ApiServerReady(g.profile, cfg.apiserver_port, &why)) {
+            drivers::NodeStatus st = driver->Status(g.profile, dir);
+            if (st.host != drivers::NodeState::kRunning) {
+              throw Error("the node stopped while starting; see the logs in " +
+                          driver->LogHint(g.profile, dir));
+            }
+            if (std::chrono::steady_clock::now() > deadline) {
+              throw Error("the API server did not become ready within " +
+                          std::to_string(o->wait_seconds) + "s (" + why + "); see " +
+                          driver->LogHint(g.profile, dir) + "apiserver.log");
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          }
+        });
     steps.Add(
         "Configuring kubectl (" + KubeconfigPath() + ")",
         [&] {
@@ -134,11 +136,14 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
       steps.Run(o->keep);
     } catch (const std::exception& e) {
       throw Exit{1, std::string("start failed: ") + e.what() +
-                        (o->keep ? "" : "\n  (what this start created was removed; rerun with "
-                                        "--keep-on-failure to keep it for debugging)")};
+                        (o->keep ? ""
+                                 : "\n  (what this start created was removed; rerun with "
+                                   "--keep-on-failure to keep it for debugging)")};
     }
-    std::printf("Done! kubectl is now configured to use \"%s\" cluster and \"default\" namespace by default\n",
-                g.profile.c_str());
+    std::printf(
+        "Done! kubectl is now configured to use \"%s\" cluster and \"default\" namespace by "
+        "default\n",
+        g.profile.c_str());
     std::printf("  Try: kubectl get namespaces\n");
   });
 }

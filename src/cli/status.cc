@@ -15,9 +15,8 @@ void AddStatus(CLI::App& app, GlobalFlags& g) {
   cmd->callback([&g, output] {
     ProfileConfig cfg;
     if (!LoadProfile(g.profile, &cfg)) {
-      throw Exit{kExitProfileNotFound, "profile \"" + g.profile +
-                                           "\" not found; `minik start -p " + g.profile +
-                                           "` creates it"};
+      throw Exit{kExitProfileNotFound, "profile \"" + g.profile + "\" not found; `minik start -p " +
+                                           g.profile + "` creates it"};
     }
     auto driver = drivers::NewDriver(cfg.driver);
     drivers::NodeStatus st = driver->Status(g.profile, ProfileDir(g.profile));
@@ -29,7 +28,7 @@ void AddStatus(CLI::App& app, GlobalFlags& g) {
     std::string server = "https://127.0.0.1:" + std::to_string(cfg.apiserver_port);
     std::string kubeconfig = KubeconfigHas(g.profile, server) ? "Configured" : "Misconfigured";
     if (*output == "json") {
-      json j = {{"Name", g.profile}, {"Host", host}, {"APIServer", apiserver},
+      json j = {{"Name", g.profile},        {"Host", host},         {"APIServer", apiserver},
                 {"Kubeconfig", kubeconfig}, {"Driver", cfg.driver}, {"Server", server}};
       std::printf("%s\n", j.dump().c_str());
     } else {

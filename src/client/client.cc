@@ -74,7 +74,9 @@ json Client::Do(const std::string& method, const std::string& path, const std::s
   return j;
 }
 
-json Client::Get(const std::string& path) { return Do("GET", path, "", "application/json"); }
+json Client::Get(const std::string& path) {
+  return Do("GET", path, "", "application/json");
+}
 json Client::Post(const std::string& path, const json& body) {
   return Do("POST", path, body.dump(), "application/json");
 }
@@ -93,27 +95,30 @@ void Client::Watch(const std::string& path, const std::function<bool(const json&
   http::Client c(config_.server, Options(0));
   std::string buffer;
   bool keep = true;
-  http::ClientResponse r = c.Stream(path, [&](std::string_view data) {
-    if (stop) {
-      return false;
-    }
-    buffer.append(data);
-    size_t nl;
-    while (keep && (nl = buffer.find('\n')) != std::string::npos) {
-      std::string line = buffer.substr(0, nl);
-      buffer.erase(0, nl + 1);
-      if (line.empty()) {
-        continue;
-      }
-      try {
-        keep = on_event(json::parse(line));
-      } catch (const json::exception& e) {
-        log::Warn("watch {}: bad event: {}", path, e.what());
-        keep = false;
-      }
-    }
-    return keep && !stop;
-  }, &stop);
+  http::ClientResponse r = c.Stream(
+      path,
+      [&](std::string_view data) {
+        if (stop) {
+          return false;
+        }
+        buffer.append(data);
+        size_t nl;
+        while (keep && (nl = buffer.find('\n')) != std::string::npos) {
+          std::string line = buffer.substr(0, nl);
+          buffer.erase(0, nl + 1);
+          if (line.empty()) {
+            continue;
+          }
+          try {
+            keep = on_event(json::parse(line));
+          } catch (const json::exception& e) {
+            log::Warn("watch {}: bad event: {}", path, e.what());
+            keep = false;
+          }
+        }
+        return keep && !stop;
+      },
+      &stop);
   if (r.status >= 300) {
     throw ApiError(r.status, "watch " + path + ": " + std::to_string(r.status) + " " + r.body);
   }
@@ -129,9 +134,13 @@ Informer::Informer(std::shared_ptr<Client> client, ResourcePath resource, Handle
       handlers_(std::move(handlers)),
       selector_(std::move(label_selector)) {}
 
-Informer::~Informer() { Stop(); }
+Informer::~Informer() {
+  Stop();
+}
 
-void Informer::Start() { thread_ = std::thread([this] { Run(); }); }
+void Informer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Informer::Stop() {
   stop_ = true;
@@ -183,7 +192,8 @@ void Informer::Run() {
       for (auto& [k, v] : fresh) {
         auto it = old.find(k);
         if (it == old.end()) {
-          if (handlers_.on_add) handlers_.on_add(v);
+          if (handlers_.on_add)
+            handlers_.on_add(v);
         } else if (it->second != v && handlers_.on_update) {
           handlers_.on_update(it->second, v);
         }
@@ -197,45 +207,51 @@ void Informer::Run() {
       backoff = std::chrono::milliseconds(200);
       bool expired = false;
       while (!stop_ && !expired) {
-        std::string path = base + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion=" + rv +
-                           (sel.empty() ? "" : "&" + sel);
-        client_->Watch(path, [&](const json& ev) {
-          std::string type = ev.value("type", "");
-          const json& obj = ev["object"];
-          if (type == "ERROR") {
-            expired = true;
-            return false;
-          }
-          std::string orv = GetString(obj, "metadata.resourceVersion");
-          if (!orv.empty()) {
-            rv = orv;
-          }
-          if (type == "BOOKMARK") {
-            return true;
-          }
-          std::string key = KeyOf(obj);
-          json prev;
-          {
-            std::lock_guard lock(mu_);
-            auto it = cache_.find(key);
-            if (it != cache_.end()) {
-              prev = it->second;
-            }
-            if (type == "DELETED") {
-              cache_.erase(key);
-            } else {
-              cache_[key] = obj;
-            }
-          }
-          if (type == "DELETED") {
-            if (handlers_.on_delete) handlers_.on_delete(obj);
-          } else if (prev.is_null()) {
-            if (handlers_.on_add) handlers_.on_add(obj);
-          } else if (handlers_.on_update) {
-            handlers_.on_update(prev, obj);
-          }
-          return !stop_;
-        }, stop_);
+        std::string path =
+            base + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion=" + rv +
+            (sel.empty() ? "" : "&" + sel);
+        client_->Watch(
+            path,
+            [&](const json& ev) {
+              std::string type = ev.value("type", "");
+              const json& obj = ev["object"];
+              if (type == "ERROR") {
+                expired = true;
+                return false;
+              }
+              std::string orv = GetString(obj, "metadata.resourceVersion");
+              if (!orv.empty()) {
+                rv = orv;
+              }
+              if (type == "BOOKMARK") {
+                return true;
+              }
+              std::string key = KeyOf(obj);
+              json prev;
+              {
+                std::lock_guard lock(mu_);
+                auto it = cache_.find(key);
+                if (it != cache_.end()) {
+                  prev = it->second;
+                }
+                if (type == "DELETED") {
+                  cache_.erase(key);
+                } else {
+                  cache_[key] = obj;
+                }
+              }
+              if (type == "DELETED") {
+                if (handlers_.on_delete)
+                  handlers_.on_delete(obj);
+              } else if (prev.is_null()) {
+                if (handlers_.on_add)
+                  handlers_.on_add(obj);
+              } else if (handlers_.on_update) {
+                handlers_.on_update(prev, obj);
+              }
+              return !stop_;
+            },
+            stop_);
       }
     } catch (const std::exception& e) {
       if (!stop_) {

@@ -23,9 +23,13 @@ void RandomBytes(unsigned char* buf, int n) {
 
 }  // namespace
 
-SystemTime Now() { return ClockFn() ? ClockFn()() : std::chrono::system_clock::now(); }
+SystemTime Now() {
+  return ClockFn() ? ClockFn()() : std::chrono::system_clock::now();
+}
 
-void SetClockForTesting(std::function<SystemTime()> clock) { ClockFn() = std::move(clock); }
+void SetClockForTesting(std::function<SystemTime()> clock) {
+  ClockFn() = std::move(clock);
+}
 
 std::string FormatTime(SystemTime t) {
   time_t secs = std::chrono::system_clock::to_time_t(t);
@@ -95,10 +99,9 @@ std::string NewUid() {
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
   char buf[40];
-  snprintf(buf, sizeof(buf),
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-           b[15]);
+  snprintf(buf, sizeof(buf), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
   return buf;
 }
 

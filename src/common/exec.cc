@@ -193,7 +193,9 @@ std::string LookPath(const std::string& name) {
   return "";
 }
 
-void SetRunnerForTesting(Runner runner) { TestRunner() = std::move(runner); }
+void SetRunnerForTesting(Runner runner) {
+  TestRunner() = std::move(runner);
+}
 
 }  // namespace minik::exec
 

@@ -1,8 +1,8 @@
 #pragma once
 // Small file helpers whose errors name the path and the operation.
 
-#include <string>
 #include <sys/types.h>
+#include <string>
 
 namespace minik::fs {
 

@@ -80,8 +80,7 @@ ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opt
     headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  }
-  else {
+  } else {
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, -1L);
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
@@ -99,7 +98,8 @@ ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opt
   if (ct) {
     r.content_type = ct;
   }
-  if (rc != CURLE_OK && !(on_data && (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK))) {
+  if (rc != CURLE_OK &&
+      !(on_data && (rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK))) {
     r.error = curl_easy_strerror(rc);
     if (rc != CURLE_OPERATION_TIMEDOUT || !on_data) {
       r.status = r.status ? r.status : 0;

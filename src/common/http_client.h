@@ -9,7 +9,7 @@
 namespace minik::http {
 
 struct ClientOptions {
-  std::string ca_pem;  // trust this CA (empty: do not verify the server)
+  std::string ca_pem;             // trust this CA (empty: do not verify the server)
   std::string cert_pem, key_pem;  // client certificate
   long timeout_ms = 30000;
   long connect_timeout_ms = 5000;
@@ -37,7 +37,8 @@ class Client {
                     const std::string& accept = "application/json");
   // Streams a response body to `on_data` until it ends, `on_data` returns false
   // or the timeout passes.
-  ClientResponse Stream(const std::string& path, const std::function<bool(std::string_view)>& on_data,
+  ClientResponse Stream(const std::string& path,
+                        const std::function<bool(std::string_view)>& on_data,
                         const std::atomic<bool>* cancel = nullptr);
 
  private:

@@ -1,10 +1,10 @@
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <poll.h>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <poll.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -27,7 +27,8 @@ using Stream = ssl::stream<tcp::socket>;
 
 bool CaseLess::operator()(const std::string& a, const std::string& b) const {
   return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) < std::tolower(static_cast<unsigned char>(y));
+    return std::tolower(static_cast<unsigned char>(x)) <
+           std::tolower(static_cast<unsigned char>(y));
   });
 }
 
@@ -79,7 +80,8 @@ std::multimap<std::string, std::string> ParseQuery(std::string_view q) {
   size_t pos = 0;
   while (pos < q.size()) {
     size_t amp = q.find('&', pos);
-    std::string_view part = q.substr(pos, amp == std::string_view::npos ? q.size() - pos : amp - pos);
+    std::string_view part =
+        q.substr(pos, amp == std::string_view::npos ? q.size() - pos : amp - pos);
     if (!part.empty()) {
       size_t eq = part.find('=');
       if (eq == std::string_view::npos) {
@@ -282,9 +284,9 @@ struct Server::Impl {
       beast::error_code ec;
       bhttp::read(stream, buffer, parser, ec);
       if (ec == bhttp::error::body_limit) {
-        SendError(stream, 413,
-                  "the request body is larger than " + std::to_string(opts.max_body_bytes) +
-                      " bytes");
+        SendError(
+            stream, 413,
+            "the request body is larger than " + std::to_string(opts.max_body_bytes) + " bytes");
         return;
       }
       if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
@@ -350,7 +352,9 @@ Server::Server(ServerOptions opts, Handler handler) : impl_(std::make_unique<Imp
   impl_->handler = std::move(handler);
 }
 
-Server::~Server() { Stop(); }
+Server::~Server() {
+  Stop();
+}
 
 uint16_t Server::Start() {
   auto& ctx = impl_->ctx;

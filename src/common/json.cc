@@ -160,8 +160,7 @@ json ResolvePlain(const std::string& s) {
   static const std::regex kInt("[-+]?[0-9]+");
   static const std::regex kOct("0o[0-7]+");
   static const std::regex kHex("0x[0-9a-fA-F]+");
-  static const std::regex kFloat(
-      "[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
   if (s.size() < 40) {
     try {
       if (std::regex_match(s, kInt)) {
@@ -242,8 +241,8 @@ std::string Mark(const yaml_mark_t& m) {
 
 Decoded ParseJson(std::string_view text, const DecodeOptions& opts) {
   JsonSax sax(opts);
-  bool ok = json::sax_parse(text.begin(), text.end(), &sax, nlohmann::detail::input_format_t::json,
-                            true);
+  bool ok =
+      json::sax_parse(text.begin(), text.end(), &sax, nlohmann::detail::input_format_t::json, true);
   if (!ok || !sax.builder().done()) {
     throw ParseError(sax.error().empty() ? "incomplete JSON document" : sax.error());
   }
@@ -329,8 +328,8 @@ std::vector<Decoded> ParseYamlDocuments(std::string_view text, const DecodeOptio
       case YAML_MAPPING_START_EVENT: {
         bool is_map = ev.type == YAML_MAPPING_START_EVENT;
         ++nodes;
-        std::string a = anchor_of(is_map ? ev.data.mapping_start.anchor
-                                         : ev.data.sequence_start.anchor);
+        std::string a =
+            anchor_of(is_map ? ev.data.mapping_start.anchor : ev.data.sequence_start.anchor);
         err = b->Open(is_map);
         if (!a.empty()) {
           open_anchors.emplace_back(a, b->depth());
@@ -399,8 +398,8 @@ void EmitYaml(const json& v, int indent, std::string& out) {
         out += "\n";
         EmitYaml(c, c.is_array() ? indent : indent + 2, out);
       } else {
-        out += " " + (c.is_structured() ? std::string(c.is_array() ? "[]" : "{}") : Scalar(c)) +
-               "\n";
+        out +=
+            " " + (c.is_structured() ? std::string(c.is_array() ? "[]" : "{}") : Scalar(c)) + "\n";
       }
     }
   } else if (v.is_array()) {
@@ -436,8 +435,8 @@ const json* Find(const json& obj, std::string_view dotted_path) {
   size_t pos = 0;
   while (pos <= dotted_path.size()) {
     size_t dot = dotted_path.find('.', pos);
-    std::string part(dotted_path.substr(pos, dot == std::string_view::npos ? std::string_view::npos
-                                                                           : dot - pos));
+    std::string part(dotted_path.substr(
+        pos, dot == std::string_view::npos ? std::string_view::npos : dot - pos));
     if (!cur->is_object()) {
       return nullptr;
     }

@@ -22,9 +22,13 @@ void SetComponent(std::string component) {
   component_name = std::move(component);
 }
 
-void SetLevel(Level level) { min_level = static_cast<int>(level); }
+void SetLevel(Level level) {
+  min_level = static_cast<int>(level);
+}
 
-bool Enabled(Level level) { return static_cast<int>(level) >= min_level.load(); }
+bool Enabled(Level level) {
+  return static_cast<int>(level) >= min_level.load();
+}
 
 void Write(Level level, std::string_view message) {
   static const char kLetters[] = {'D', 'I', 'W', 'E'};

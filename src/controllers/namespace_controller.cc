@@ -19,10 +19,9 @@ class NamespaceController : public Controller {
   explicit NamespaceController(std::shared_ptr<client::Client> c)
       : client_(std::move(c)),
         informer_(client_, client::ResourcePath{"/api/v1", "namespaces", false},
-                  client::Informer::Handlers{
-                      [this](const json& o) { Enqueue(o); },
-                      [this](const json&, const json& o) { Enqueue(o); },
-                      nullptr}) {}
+                  client::Informer::Handlers{[this](const json& o) { Enqueue(o); },
+                                             [this](const json&, const json& o) { Enqueue(o); },
+                                             nullptr}) {}
 
   std::string name() const override { return "namespace"; }
 
@@ -41,7 +40,8 @@ class NamespaceController : public Controller {
 
  private:
   void Enqueue(const json& ns) {
-    if (Find(ns, "metadata.deletionTimestamp") && Find(ns, "metadata.deletionTimestamp")->is_string()) {
+    if (Find(ns, "metadata.deletionTimestamp") &&
+        Find(ns, "metadata.deletionTimestamp")->is_string()) {
       // Give clients that delete a namespace and its content together (`kubectl
       // delete -f` of a file holding both) time to finish their own deletes,
       // which would otherwise race the controller and fail with NotFound.

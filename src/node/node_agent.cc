@@ -22,7 +22,9 @@ namespace {
 
 volatile sig_atomic_t g_stop = 0;
 
-void OnSignal(int) { g_stop = 1; }
+void OnSignal(int) {
+  g_stop = 1;
+}
 
 struct Component {
   std::string name;
@@ -63,8 +65,8 @@ void StartComponent(Component& c, const std::string& log_dir) {
 
 }  // namespace
 
-void EnsureClientCert(const std::string& cert_dir, const std::string& name,
-                      const std::string& user, const std::vector<std::string>& groups) {
+void EnsureClientCert(const std::string& cert_dir, const std::string& name, const std::string& user,
+                      const std::vector<std::string>& groups) {
   std::string crt = cert_dir + "/" + name + ".crt";
   std::string key = cert_dir + "/" + name + ".key";
   if (fs::Exists(crt) && fs::Exists(key)) {
@@ -89,8 +91,12 @@ void EnsureServingCert(const std::string& cert_dir, const std::string& advertise
   tls::CertRequest req;
   req.common_name = "kube-apiserver";
   req.server = true;
-  req.dns_names = {"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                   "kubernetes.default.svc.cluster.local", "minik"};
+  req.dns_names = {"localhost",
+                   "kubernetes",
+                   "kubernetes.default",
+                   "kubernetes.default.svc",
+                   "kubernetes.default.svc.cluster.local",
+                   "minik"};
   req.ip_addresses = {"127.0.0.1", "10.96.0.1"};
   if (advertise_address != "127.0.0.1") {
     req.ip_addresses.push_back(advertise_address);
@@ -118,11 +124,11 @@ int RunAgent(const AgentOptions& opts) {
 
   std::string self = exec::SelfExe();
   std::vector<Component> comps;
-  comps.push_back(Component{"apiserver",
-                            {self, "apiserver", "--cert-dir", certs, "--data-dir",
-                             opts.node_dir + "/data", "--port", std::to_string(opts.apiserver_port),
-                             "--bind-address", opts.bind_address, "--advertise-address",
-                             opts.advertise_address, "--store", opts.store}});
+  comps.push_back(
+      Component{"apiserver",
+                {self, "apiserver", "--cert-dir", certs, "--data-dir", opts.node_dir + "/data",
+                 "--port", std::to_string(opts.apiserver_port), "--bind-address", opts.bind_address,
+                 "--advertise-address", opts.advertise_address, "--store", opts.store}});
   std::string server = "https://127.0.0.1:" + std::to_string(opts.apiserver_port);
   comps.push_back(Component{"controller-manager",
                             {self, "controller-manager", "--server", server, "--cert-dir", certs}});

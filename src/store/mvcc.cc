@@ -37,8 +37,9 @@ MvccStore::MvccStore(std::unique_ptr<Journal> journal, StoreOptions opts)
     history_.assign(std::make_move_iterator(s.history.begin()),
                     std::make_move_iterator(s.history.end()));
     revision_ = s.revision;
-    compacted_ = std::max(s.compacted_revision,
-                          history_.empty() ? revision_ : history_.front().event.kv.mod_revision - 1);
+    compacted_ =
+        std::max(s.compacted_revision,
+                 history_.empty() ? revision_ : history_.front().event.kv.mod_revision - 1);
     journal_compacted_ = compacted_;
   }
   writer_ = std::thread([this] { WriterLoop(); });
@@ -77,8 +78,8 @@ ListResult MvccStore::List(const std::string& prefix, const ListOptions& opts) c
   std::shared_lock lock(state_mu_);
   int64_t at = opts.revision == 0 ? revision_ : opts.revision;
   if (at < compacted_) {
-    throw Expired("revision " + std::to_string(at) + " has been compacted (oldest kept: " +
-                  std::to_string(compacted_) + ")");
+    throw Expired("revision " + std::to_string(at) +
+                  " has been compacted (oldest kept: " + std::to_string(compacted_) + ")");
   }
   r.revision = std::min(at, revision_);
   // Keys changed after `at`, with the state each had at `at` (nullopt: absent).
@@ -322,10 +323,9 @@ std::unique_ptr<Watch> MvccStore::WatchPrefix(const std::string& prefix, int64_t
       throw Expired("too old resource version: " + std::to_string(after_revision) + " (" +
                     std::to_string(compacted_) + ")");
     }
-    auto it = std::upper_bound(history_.begin(), history_.end(), after_revision,
-                               [](int64_t rev, const Journal::HistoryEntry& h) {
-                                 return rev < h.event.kv.mod_revision;
-                               });
+    auto it = std::upper_bound(
+        history_.begin(), history_.end(), after_revision,
+        [](int64_t rev, const Journal::HistoryEntry& h) { return rev < h.event.kv.mod_revision; });
     for (; it != history_.end(); ++it) {
       if (HasPrefix(it->event.kv.key, prefix)) {
         backlog.push_back(it->event);

@@ -114,8 +114,7 @@ class Store {
   virtual KeyValue Create(const std::string& key, std::string value) = 0;
   // Replaces the value when its mod_revision equals `expected_revision`
   // (0: whatever it is). Throws NotFound, Conflict.
-  virtual KeyValue Update(const std::string& key, std::string value,
-                          int64_t expected_revision) = 0;
+  virtual KeyValue Update(const std::string& key, std::string value, int64_t expected_revision) = 0;
   // Deletes when its mod_revision equals `expected_revision` (0: any).
   // Returns the deleted pair with mod_revision = the revision of the delete.
   virtual KeyValue Delete(const std::string& key, int64_t expected_revision) = 0;

@@ -41,8 +41,9 @@ class ApiServerProcess {
     std::string port_file = dir_.path() + "/port";
     ::unlink(port_file.c_str());
     exec::Spawn s;
-    s.argv = {Bin(), "apiserver", "--cert-dir", certs_, "--data-dir", dir_.path() + "/data",
-              "--port", std::to_string(port_), "--store", store_, "--port-file", port_file};
+    s.argv = {
+        Bin(),    "apiserver",           "--cert-dir", certs_, "--data-dir",  dir_.path() + "/data",
+        "--port", std::to_string(port_), "--store",    store_, "--port-file", port_file};
     s.log_file = dir_.path() + "/apiserver.log";
     s.die_with_parent = true;
     pid_ = exec::StartProcess(s);
@@ -60,7 +61,8 @@ class ApiServerProcess {
       int status;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = 0;
-        throw std::runtime_error("apiserver exited at start: " + fs::ReadFile(dir_.path() + "/apiserver.log"));
+        throw std::runtime_error("apiserver exited at start: " +
+                                 fs::ReadFile(dir_.path() + "/apiserver.log"));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

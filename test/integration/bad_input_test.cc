@@ -27,7 +27,8 @@ TEST_CASE("bad bodies get clear errors and the server survives", "[badinput]") {
   server.Start();
   auto c = server.Client();
   REQUIRE(c.Do("POST", "/api/v1/namespaces/default/configmaps",
-               R"({"metadata":{"name":"keep"},"data":{"k":"v"}})").status == 201);
+               R"({"metadata":{"name":"keep"},"data":{"k":"v"}})")
+              .status == 201);
   long rss_before = server.RssKiB();
 
   SECTION("anonymous requests get 401 except health and version") {
@@ -41,13 +42,16 @@ TEST_CASE("bad bodies get clear errors and the server survives", "[badinput]") {
   }
 
   SECTION("bodies over 3 MiB get 413") {
-    std::string big = R"({"metadata":{"name":"big"},"data":{"k":")" + std::string(4 << 20, 'x') + "\"}}";
+    std::string big =
+        R"({"metadata":{"name":"big"},"data":{"k":")" + std::string(4 << 20, 'x') + "\"}}";
     auto r = c.Do("POST", "/api/v1/namespaces/default/configmaps", big);
     CHECK(r.status == 413);
   }
 
   SECTION("a YAML alias bomb is rejected within a second") {
-    std::string bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\nx0: &x0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n";
+    std::string bomb =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\nx0: &x0 "
+        "[lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n";
     for (int i = 1; i < 10; ++i) {
       bomb += "x" + std::to_string(i) + ": &x" + std::to_string(i) + " [";
       for (int j = 0; j < 10; ++j) {
@@ -63,10 +67,12 @@ TEST_CASE("bad bodies get clear errors and the server survives", "[badinput]") {
   }
 
   SECTION("documents nested thousands deep are rejected") {
-    std::string yaml = "metadata: {name: deep}\ndata: " + std::string(5000, '[') + std::string(5000, ']') + "\n";
+    std::string yaml =
+        "metadata: {name: deep}\ndata: " + std::string(5000, '[') + std::string(5000, ']') + "\n";
     auto r = c.Do("POST", "/api/v1/namespaces/default/configmaps", yaml, "application/yaml");
     CHECK(r.status == 400);
-    std::string js = R"({"metadata":{"name":"deep"},"x":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+    std::string js = R"({"metadata":{"name":"deep"},"x":)" + std::string(100000, '[') +
+                     std::string(100000, ']') + "}";
     CHECK(c.Do("POST", "/api/v1/namespaces/default/configmaps", js).status == 400);
   }
 
@@ -102,13 +108,16 @@ TEST_CASE("bad bodies get clear errors and the server survives", "[badinput]") {
 
   SECTION("wrong JSON types and garbage get 400") {
     CHECK(c.Do("POST", "/apis/apps/v1/namespaces/default/deployments",
-               R"({"metadata":{"name":"t"},"spec":{"replicas":"three"}})").status == 400);
+               R"({"metadata":{"name":"t"},"spec":{"replicas":"three"}})")
+              .status == 400);
     CHECK(c.Do("POST", "/api/v1/namespaces/default/configmaps", "\x01\x02garbage").status == 400);
     CHECK(c.Do("POST", "/api/v1/namespaces/default/configmaps", "k8s\x00\x0a\xff",
-               "application/vnd.kubernetes.protobuf").status == 400);
+               "application/vnd.kubernetes.protobuf")
+              .status == 400);
     CHECK(c.Do("POST", "/api/v1/namespaces/default/configmaps", "{}", "text/csv").status == 415);
     CHECK(c.Do("PATCH", "/api/v1/namespaces/default/configmaps/keep", "[1,2",
-               "application/json-patch+json").status == 400);
+               "application/json-patch+json")
+              .status == 400);
   }
 
   SECTION("a stale update gets 409 Conflict") {

@@ -28,12 +28,16 @@ TEST_CASE("acknowledged writes survive kill -9 of the API server", "[durability]
       writers.emplace_back([&, t] {
         auto client = server.Client();
         for (int i = 0; !stop; ++i) {
-          std::string name = "r" + std::to_string(round) + "-w" + std::to_string(t) + "-" + std::to_string(i);
-          json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}},
+          std::string name =
+              "r" + std::to_string(round) + "-w" + std::to_string(t) + "-" + std::to_string(i);
+          json cm = {{"apiVersion", "v1"},
+                     {"kind", "ConfigMap"},
+                     {"metadata", {{"name", name}}},
                      {"data", {{"i", std::to_string(i)}}}};
           auto r = client.Do("POST", "/api/v1/namespaces/default/configmaps", cm.dump());
           if (r.status == 201) {
-            int64_t rv = std::stoll(json::parse(r.body)["metadata"]["resourceVersion"].get<std::string>());
+            int64_t rv =
+                std::stoll(json::parse(r.body)["metadata"]["resourceVersion"].get<std::string>());
             std::lock_guard lock(mu);
             acked[name] = rv;
           } else if (r.status == 0) {
@@ -76,6 +80,7 @@ TEST_CASE("acknowledged writes survive kill -9 of the API server", "[durability]
     json cm = {{"metadata", {{"name", "after-" + std::to_string(round)}}}};
     auto w = client.Do("POST", "/api/v1/namespaces/default/configmaps", cm.dump());
     REQUIRE(w.status == 201);
-    CHECK(std::stoll(json::parse(w.body)["metadata"]["resourceVersion"].get<std::string>()) > list_rev);
+    CHECK(std::stoll(json::parse(w.body)["metadata"]["resourceVersion"].get<std::string>()) >
+          list_rev);
   }
 }

@@ -103,7 +103,8 @@ class Stmt {
 
 class SqliteJournal : public Journal {
  public:
-  explicit SqliteJournal(const std::string& dir) : db_((fs::MakeDirs(dir, 0700), dir + "/state.db")) {
+  explicit SqliteJournal(const std::string& dir)
+      : db_((fs::MakeDirs(dir, 0700), dir + "/state.db")) {
     db_.Exec("PRAGMA journal_mode=WAL");
     db_.Exec("PRAGMA synchronous=FULL");
     db_.Exec(
@@ -120,7 +121,8 @@ class SqliteJournal : public Journal {
         db_,
         "INSERT INTO log (rev, key, deleted, value, create_rev, prev_rev, ts)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    meta_ = std::make_unique<Stmt>(db_, "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)");
+    meta_ =
+        std::make_unique<Stmt>(db_, "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)");
   }
 
   State Load() override {

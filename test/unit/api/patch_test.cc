@@ -92,7 +92,8 @@ TEST_CASE("JSON merge patch and JSON patch", "[patch]") {
   json o = {{"a", 1}, {"b", {{"c", 2}}}, {"l", {1, 2}}};
   CHECK(ApplyMergePatch(o, json::parse(R"({"b": {"c": null, "d": 3}, "l": [3]})")) ==
         json::parse(R"({"a": 1, "b": {"d": 3}, "l": [3]})"));
-  CHECK(ApplyJsonPatch(o, json::parse(R"([{"op": "replace", "path": "/a", "value": 5}])"))["a"] == 5);
+  CHECK(ApplyJsonPatch(o, json::parse(R"([{"op": "replace", "path": "/a", "value": 5}])"))["a"] ==
+        5);
   CHECK_THROWS_AS(ApplyJsonPatch(o, json::parse(R"([{"op": "test", "path": "/a", "value": 9}])")),
                   PatchError);
 }

@@ -44,7 +44,8 @@ TEST_CASE("YAML: anchors and aliases work, alias bombs stop early", "[yaml]") {
   Decoded d = ParseYaml("base: &b {x: 1}\nuse: *b\n");
   CHECK(d.value["use"]["x"] == 1);
   // The "billion laughs": each level doubles ten times.
-  std::string bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  std::string bomb =
+      "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
   std::string prev = "a";
   for (char c = 'b'; c <= 'i'; ++c) {
     std::string name(1, c);
@@ -74,13 +75,14 @@ TEST_CASE("YAML: deep nesting, duplicate keys and syntax errors", "[yaml]") {
 }
 
 TEST_CASE("YAML: emitting and reading back a kubeconfig-like document", "[yaml]") {
-  json c = {{"apiVersion", "v1"},
-            {"clusters", {{{"name", "minik"}, {"cluster", {{"server", "https://127.0.0.1:1234"}}}}}},
-            {"current-context", "minik"},
-            {"empty", json::object()},
-            {"list", json::array()},
-            {"quoted", "true"},
-            {"colon", "a: b"},
-            {"num", "0123"}};
+  json c = {
+      {"apiVersion", "v1"},
+      {"clusters", {{{"name", "minik"}, {"cluster", {{"server", "https://127.0.0.1:1234"}}}}}},
+      {"current-context", "minik"},
+      {"empty", json::object()},
+      {"list", json::array()},
+      {"quoted", "true"},
+      {"colon", "a: b"},
+      {"num", "0123"}};
   CHECK(ParseYaml(ToYaml(c)).value == c);
 }

@@ -29,8 +29,7 @@ struct Collect : WatchSink {
   }
 };
 
-std::unique_ptr<Store> Open(const std::string& backend, const std::string& dir,
-                            int history = 300) {
+std::unique_ptr<Store> Open(const std::string& backend, const std::string& dir, int history = 300) {
   RegisterBuiltins();
   StoreOptions o;
   o.data_dir = dir;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs minik's benchmarks and prints their figures (peer measured in the same run).
+# Usage: test/bench/run.sh [BUILD_DIR] [SECONDS_PER_ROW]
+set -euo pipefail
+build=${1:-build}
+secs=${2:-3}
+command -v etcd >/dev/null || { echo "etcd is missing: scripts/deps.sh --test installs etcd-server" >&2; exit 1; }
+export MINIK_BIN="$build/minik"
+"$build/test/bench_store" "$secs"
+"$build/test/bench_api" "$secs"
