@@ -58,11 +58,6 @@ std::pair<std::string, std::string> ContainersImages(const json& pod_spec) {
   return {names, images};
 }
 
-std::string CountMap(const json& o, const char* key) {
-  const json& m = At(o, key);
-  return std::to_string(m.is_object() ? m.size() : 0);
-}
-
 std::string ServicePorts(const json& svc) {
   std::string out;
   for (const auto& p : At(svc, "spec.ports").is_array() ? At(svc, "spec.ports") : json::array()) {
@@ -324,14 +319,6 @@ std::string IntOrString(const json& v, const std::string& def = "N/A") {
     return def;
   }
   return v.is_string() ? v.get<std::string>() : v.dump();
-}
-
-std::string ResourceList(const json& m) {
-  std::string out;
-  for (auto& [k, v] : m.items()) {
-    out += (out.empty() ? "" : ", ") + k + ": " + (v.is_string() ? v.get<std::string>() : v.dump());
-  }
-  return out;
 }
 
 std::string BindingSubjects(const json& rb, const std::string& kind) {

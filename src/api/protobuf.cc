@@ -118,7 +118,8 @@ std::string GoDuration(int64_t ns) {
   if (u % 1000000000ULL == 0) {
     secs = std::to_string(u / 1000000000ULL);
   } else {
-    snprintf(buf, sizeof(buf), "%" PRIu64 ".%09" PRIu64, u / 1000000000ULL, u % 1000000000ULL);
+    snprintf(buf, sizeof(buf), "%" PRIu64 ".%09" PRIu64, static_cast<uint64_t>(u / 1000000000ULL),
+             static_cast<uint64_t>(u % 1000000000ULL));
     secs = buf;
     while (secs.back() == '0') {
       secs.pop_back();

@@ -27,6 +27,7 @@ void OnSignal(int) {
 }
 
 struct Component {
+  Component(std::string n, std::vector<std::string> a) : name(std::move(n)), argv(std::move(a)) {}
   std::string name;
   std::vector<std::string> argv;
   int pid = 0;

@@ -113,7 +113,8 @@ class Etcd {
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
   std::string version() const {
-    exec::Command c{{"etcd", "--version"}};
+    exec::Command c;
+    c.argv = {"etcd", "--version"};
     std::string out = exec::Run(c).out;
     return out.substr(0, out.find('\n'));
   }
