@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/exec.h"
 #include "common/fs.h"
@@ -22,7 +23,8 @@ namespace minik::testing {
 
 class ApiServerProcess {
  public:
-  explicit ApiServerProcess(std::string store = "sqlite") : store_(std::move(store)) {
+  explicit ApiServerProcess(std::string store = "sqlite", std::vector<std::string> extra = {})
+      : store_(std::move(store)), extra_(std::move(extra)) {
     certs_ = dir_.path() + "/certs";
     fs::MakeDirs(certs_);
     tls::KeyPair ca = tls::GenerateCA("test-ca");
@@ -111,6 +113,7 @@ class ApiServerProcess {
  private:
   TempDir dir_;
   std::string store_;
+  std::vector<std::string> extra_;
   std::string certs_;
   std::string ca_;
   tls::KeyPair admin_;
