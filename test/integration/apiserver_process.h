@@ -46,6 +46,7 @@ class ApiServerProcess {
     s.argv = {
         Bin(),    "apiserver",           "--cert-dir", certs_, "--data-dir",  dir_.path() + "/data",
         "--port", std::to_string(port_), "--store",    store_, "--port-file", port_file};
+    s.argv.insert(s.argv.end(), extra_.begin(), extra_.end());
     s.log_file = dir_.path() + "/apiserver.log";
     s.die_with_parent = true;
     pid_ = exec::StartProcess(s);
