@@ -74,6 +74,20 @@ std::string MediaType(const std::string& content_type) {
   return t;
 }
 
+// YAML mappings may not repeat a key (as Kubernetes' YAML decoder holds), whatever
+// the field validation level; JSON duplicates only matter under Strict.
+void RejectYamlDuplicates(const Decoded& d) {
+  if (d.duplicate_keys.empty()) {
+    return;
+  }
+  std::string msg = "the YAML body repeats keys: ";
+  for (size_t i = 0; i < d.duplicate_keys.size(); ++i) {
+    const std::string& k = d.duplicate_keys[i];
+    msg += (i ? ", " : "") + ("\"" + (k.size() && k[0] == '.' ? k.substr(1) : k) + "\"");
+  }
+  throw BadRequest(msg);
+}
+
 ListRequest ParseList(const http::Request& req) {
   ListRequest l;
   l.labels = api::LabelSelector::Parse(req.Param("labelSelector"));
@@ -444,8 +458,8 @@ json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
     duplicates = std::move(d.duplicate_keys);
   } else if (media == "application/yaml" || media == "application/x-yaml" || media == "text/yaml") {
     Decoded d = ParseYaml(req.body);
+    RejectYamlDuplicates(d);
     obj = std::move(d.value);
-    duplicates = std::move(d.duplicate_keys);
   } else {
     throw api::UnsupportedMediaType(
         "the body of the request was in an unknown format - accepted "
@@ -617,6 +631,9 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
           "application/strategic-merge-patch+json");
     }
     Decoded d = type == PatchType::kApply ? ParseYaml(req.body) : ParseJson(req.body);
+    if (type == PatchType::kApply) {
+      RejectYamlDuplicates(d);
+    }
     std::string validation = req.Param("fieldValidation", "Warn");
     if (validation == "Strict" && type != PatchType::kJson) {
       json probe = d.value;

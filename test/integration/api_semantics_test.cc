@@ -18,8 +18,10 @@ json J(const http::ClientResponse& r) {
 }
 
 json Cm(const std::string& name, const json& labels = json::object()) {
-  return {{"apiVersion", "v1"}, {"kind", "ConfigMap"},
-          {"metadata", {{"name", name}, {"labels", labels}}}, {"data", {{"k", name}}}};
+  return {{"apiVersion", "v1"},
+          {"kind", "ConfigMap"},
+          {"metadata", {{"name", name}, {"labels", labels}}},
+          {"data", {{"k", name}}}};
 }
 
 // Reads watch events until `n` arrived or the stream ends.
@@ -46,7 +48,8 @@ TEST_CASE("paging and selectors", "[api]") {
   auto c = s.Client();
   for (int i = 0; i < 25; ++i) {
     REQUIRE(c.Do("POST", "/api/v1/namespaces/default/configmaps",
-                 Cm("cm-" + std::to_string(100 + i), {{"parity", i % 2 ? "odd" : "even"}}).dump()).status == 201);
+                 Cm("cm-" + std::to_string(100 + i), {{"parity", i % 2 ? "odd" : "even"}}).dump())
+                .status == 201);
   }
   std::set<std::string> seen;
   std::string cont;
@@ -61,7 +64,8 @@ TEST_CASE("paging and selectors", "[api]") {
     if (!cont.empty() && pages == 0) {
       CHECK(page["metadata"]["remainingItemCount"] == 15);
       // Writes after the first page do not show up in later pages.
-      REQUIRE(c.Do("POST", "/api/v1/namespaces/default/configmaps", Cm("cm-999").dump()).status == 201);
+      REQUIRE(c.Do("POST", "/api/v1/namespaces/default/configmaps", Cm("cm-999").dump()).status ==
+              201);
     }
     ++pages;
   } while (!cont.empty());
@@ -70,14 +74,18 @@ TEST_CASE("paging and selectors", "[api]") {
   CHECK_FALSE(seen.count("cm-999"));
   json odd = J(c.Do("GET", "/api/v1/namespaces/default/configmaps?labelSelector=parity%3Dodd"));
   CHECK(odd["items"].size() == 12);
-  json in = J(c.Do("GET", "/api/v1/configmaps?labelSelector=parity%20in%20(odd,even),parity!%3Deven"));
+  json in =
+      J(c.Do("GET", "/api/v1/configmaps?labelSelector=parity%20in%20(odd,even),parity!%3Deven"));
   CHECK(in["items"].size() == 12);
-  json byname = J(c.Do("GET", "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dcm-105"));
+  json byname =
+      J(c.Do("GET", "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dcm-105"));
   REQUIRE(byname["items"].size() == 1);
   CHECK(byname["items"][0]["data"]["k"] == "cm-105");
   CHECK(c.Do("GET", "/api/v1/configmaps?labelSelector=a%20in%20b").status == 400);
   // deletecollection with a selector.
-  REQUIRE(c.Do("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=parity%3Deven").status == 200);
+  REQUIRE(
+      c.Do("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=parity%3Deven").status ==
+      200);
   CHECK(J(c.Do("GET", "/api/v1/namespaces/default/configmaps"))["items"].size() == 13);
 }
 
@@ -85,7 +93,8 @@ TEST_CASE("watches: order, selectors, and 410 after compaction", "[api][watch]")
   testing::ApiServerProcess s("sqlite", {"--history-seconds", "1"});
   s.Start();
   auto c = s.Client();
-  json created = J(c.Do("POST", "/api/v1/namespaces/default/configmaps", Cm("a", {{"w", "yes"}}).dump()));
+  json created =
+      J(c.Do("POST", "/api/v1/namespaces/default/configmaps", Cm("a", {{"w", "yes"}}).dump()));
   std::string rv = created["metadata"]["resourceVersion"];
   c.Do("POST", "/api/v1/namespaces/default/configmaps", Cm("b").dump());
   c.Do("PATCH", "/api/v1/namespaces/default/configmaps/a", R"({"metadata":{"labels":{"w":"no"}}})",
@@ -93,7 +102,8 @@ TEST_CASE("watches: order, selectors, and 410 after compaction", "[api][watch]")
   c.Do("DELETE", "/api/v1/namespaces/default/configmaps/b");
   // From rv: b added, a modified (leaving the selector), b deleted.
   auto w = s.Client();
-  auto all = WatchEvents(w, "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=" + rv, 3);
+  auto all =
+      WatchEvents(w, "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=" + rv, 3);
   REQUIRE(all.size() == 3);
   CHECK(all[0]["type"] == "ADDED");
   CHECK(all[0]["object"]["metadata"]["name"] == "b");
@@ -102,12 +112,17 @@ TEST_CASE("watches: order, selectors, and 410 after compaction", "[api][watch]")
   CHECK(std::stoll(all[2]["object"]["metadata"]["resourceVersion"].get<std::string>()) >
         std::stoll(all[1]["object"]["metadata"]["resourceVersion"].get<std::string>()));
   auto w2 = s.Client();
-  auto sel = WatchEvents(w2, "/api/v1/namespaces/default/configmaps?watch=true&labelSelector=w%3Dyes&resourceVersion=" + rv, 1);
+  auto sel = WatchEvents(
+      w2,
+      "/api/v1/namespaces/default/configmaps?watch=true&labelSelector=w%3Dyes&resourceVersion=" +
+          rv,
+      1);
   REQUIRE(sel.size() == 1);
   CHECK(sel[0]["type"] == "DELETED");  // a stopped matching
   // Without a resourceVersion the current state comes first, then a timeout ends the stream.
   auto w3 = s.Client();
-  auto initial = WatchEvents(w3, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", 100);
+  auto initial =
+      WatchEvents(w3, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", 100);
   REQUIRE(initial.size() == 1);
   CHECK(initial[0]["type"] == "ADDED");
   CHECK(initial[0]["object"]["metadata"]["name"] == "a");
@@ -115,7 +130,8 @@ TEST_CASE("watches: order, selectors, and 410 after compaction", "[api][watch]")
   std::this_thread::sleep_for(std::chrono::milliseconds(3100));
   c.Do("POST", "/api/v1/namespaces/default/configmaps", Cm("c").dump());
   auto w4 = s.Client();
-  auto gone = WatchEvents(w4, "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=" + rv, 5);
+  auto gone =
+      WatchEvents(w4, "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=" + rv, 5);
   REQUIRE(gone.size() == 1);
   CHECK(gone[0]["type"] == "ERROR");
   CHECK(gone[0]["object"]["code"] == 410);
@@ -127,11 +143,14 @@ TEST_CASE("metadata semantics and subresources", "[api]") {
   s.Start();
   auto c = s.Client();
   SECTION("generateName, generation and the status subresource") {
-    json d = {{"apiVersion", "apps/v1"}, {"kind", "Deployment"},
+    json d = {{"apiVersion", "apps/v1"},
+              {"kind", "Deployment"},
               {"metadata", {{"generateName", "web-"}}},
-              {"spec", {{"selector", {{"matchLabels", {{"a", "b"}}}}},
-                        {"template", {{"metadata", {{"labels", {{"a", "b"}}}}},
-                                      {"spec", {{"containers", {{{"name", "c"}, {"image", "x"}}}}}}}}}},
+              {"spec",
+               {{"selector", {{"matchLabels", {{"a", "b"}}}}},
+                {"template",
+                 {{"metadata", {{"labels", {{"a", "b"}}}}},
+                  {"spec", {{"containers", {{{"name", "c"}, {"image", "x"}}}}}}}}}},
               {"status", {{"replicas", 7}}}};
     json created = J(c.Do("POST", "/apis/apps/v1/namespaces/default/deployments", d.dump()));
     std::string name = created["metadata"]["name"];
@@ -140,11 +159,14 @@ TEST_CASE("metadata semantics and subresources", "[api]") {
     CHECK(created["metadata"]["generation"] == 1);
     CHECK_FALSE(created["status"].contains("replicas"));  // status is the subresource's
     std::string base = "/apis/apps/v1/namespaces/default/deployments/" + name;
-    json labeled = J(c.Do("PATCH", base, R"({"metadata":{"labels":{"x":"y"}}})", "application/merge-patch+json"));
+    json labeled = J(c.Do("PATCH", base, R"({"metadata":{"labels":{"x":"y"}}})",
+                          "application/merge-patch+json"));
     CHECK(labeled["metadata"]["generation"] == 1);
-    json scaled = J(c.Do("PATCH", base, R"({"spec":{"replicas":3}})", "application/merge-patch+json"));
+    json scaled =
+        J(c.Do("PATCH", base, R"({"spec":{"replicas":3}})", "application/merge-patch+json"));
     CHECK(scaled["metadata"]["generation"] == 2);
-    json st = J(c.Do("PATCH", base + "/status", R"({"status":{"replicas":3,"observedGeneration":2},"spec":{"replicas":9}})",
+    json st = J(c.Do("PATCH", base + "/status",
+                     R"({"status":{"replicas":3,"observedGeneration":2},"spec":{"replicas":9}})",
                      "application/merge-patch+json"));
     CHECK(st["status"]["replicas"] == 3);
     CHECK(st["spec"]["replicas"] == 3);
@@ -167,7 +189,8 @@ TEST_CASE("metadata semantics and subresources", "[api]") {
     json held = J(c.Do("GET", "/api/v1/namespaces/default/configmaps/held"));
     CHECK(held["metadata"]["deletionTimestamp"].is_string());
     REQUIRE(c.Do("PATCH", "/api/v1/namespaces/default/configmaps/held",
-                 R"({"metadata":{"finalizers":null}})", "application/merge-patch+json").status == 200);
+                 R"({"metadata":{"finalizers":null}})", "application/merge-patch+json")
+                .status == 200);
     CHECK(c.Do("GET", "/api/v1/namespaces/default/configmaps/held").status == 404);
   }
   SECTION("dry runs change nothing") {

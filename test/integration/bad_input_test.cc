@@ -76,6 +76,27 @@ TEST_CASE("bad bodies get clear errors and the server survives", "[badinput]") {
     CHECK(c.Do("POST", "/api/v1/namespaces/default/configmaps", js).status == 400);
   }
 
+  SECTION("YAML with a repeated key is rejected") {
+    auto r = c.Do("POST", "/api/v1/namespaces/default/configmaps",
+                  "metadata:\n  name: twice\ndata:\n  a: '1'\n  a: '2'\n", "application/yaml");
+    CHECK(r.status == 400);
+    CHECK(Body(r)["message"].get<std::string>().find("\"data.a\"") != std::string::npos);
+  }
+
+  SECTION("a protobuf body of a kind that is not served gets a clear error") {
+    // runtime.Unknown{typeMeta{apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler}, raw: ""}
+    std::string tm =
+        std::string("\x0a\x0e") + "autoscaling/v2" + "\x12\x17" + "HorizontalPodAutoscaler";
+    std::string body = std::string("k8s\0", 4) + "\x0a" + static_cast<char>(tm.size()) + tm +
+                       std::string("\x12\x00", 2);
+    auto r = c.Do("POST", "/api/v1/namespaces/default/configmaps", body,
+                  "application/vnd.kubernetes.protobuf");
+    CHECK(r.status == 400);
+    INFO(r.body);
+    CHECK(Body(r)["message"].get<std::string>().find("HorizontalPodAutoscaler are not served") !=
+          std::string::npos);
+  }
+
   SECTION("strict field validation names unknown and duplicate fields") {
     auto r = c.Do("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
                   R"({"metadata":{"name":"dup","name":"dup"},"data":{},"bogus":1})");
