@@ -27,6 +27,7 @@ struct NodeConfig {
   std::string ca_cert_pem, ca_key_pem;
   uint16_t apiserver_host_port = 0;  // where the host reaches the API server (127.0.0.1)
   std::string store = "sqlite";
+  int hollow_nodes = 0;
 };
 
 enum class NodeState { kNonexistent, kStopped, kStarting, kRunning, kError };

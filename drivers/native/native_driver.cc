@@ -75,7 +75,8 @@ class NativeDriver : public Driver {
     spec.argv = {c.minik_binary,     "node-agent",
                  "--node-dir",       node,
                  "--apiserver-port", std::to_string(c.apiserver_host_port),
-                 "--store",          c.store};
+                 "--store",          c.store,
+                 "--hollow-nodes",   std::to_string(c.hollow_nodes)};
     spec.log_file = node + "/logs/node-agent.log";
     spec.new_session = true;
     int pid = exec::StartProcess(spec);

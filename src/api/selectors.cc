@@ -118,7 +118,60 @@ LabelSelector LabelSelector::Parse(const std::string& text) {
   return sel;
 }
 
+LabelSelector LabelSelector::FromJson(const json& selector) {
+  LabelSelector sel;
+  if (!selector.is_object()) {
+    sel.nothing_ = true;
+    return sel;
+  }
+  if (auto ml = selector.find("matchLabels"); ml != selector.end() && ml->is_object()) {
+    for (auto it = ml->begin(); it != ml->end(); ++it) {
+      sel.reqs_.push_back(
+          {it.key(),
+           Requirement::Op::kEq,
+           {it.value().is_string() ? it.value().get<std::string>() : it.value().dump()}});
+    }
+  }
+  if (auto me = selector.find("matchExpressions"); me != selector.end() && me->is_array()) {
+    for (const auto& e : *me) {
+      Requirement r;
+      r.key = e.value("key", "");
+      std::string op = e.value("operator", "");
+      r.op = op == "In"             ? Requirement::Op::kIn
+             : op == "NotIn"        ? Requirement::Op::kNotIn
+             : op == "Exists"       ? Requirement::Op::kExists
+             : op == "DoesNotExist" ? Requirement::Op::kNotExists
+                                    : Requirement::Op::kIn;
+      for (const auto& v : e.value("values", json::array())) {
+        if (v.is_string()) {
+          r.values.push_back(v.get<std::string>());
+        }
+      }
+      sel.reqs_.push_back(std::move(r));
+    }
+  }
+  return sel;
+}
+
+LabelSelector LabelSelector::FromMap(const json& labels) {
+  LabelSelector sel;
+  if (!labels.is_object() || labels.empty()) {
+    sel.nothing_ = true;
+    return sel;
+  }
+  for (auto it = labels.begin(); it != labels.end(); ++it) {
+    sel.reqs_.push_back(
+        {it.key(),
+         Requirement::Op::kEq,
+         {it.value().is_string() ? it.value().get<std::string>() : it.value().dump()}});
+  }
+  return sel;
+}
+
 bool LabelSelector::Matches(const json& labels) const {
+  if (nothing_) {
+    return false;
+  }
   for (const auto& r : reqs_) {
     bool has;
     std::string v = LabelValue(labels, r.key, &has);

@@ -13,10 +13,18 @@ class LabelSelector {
  public:
   // Throws StatusError 400 naming what could not be parsed.
   static LabelSelector Parse(const std::string& text);
+  // From a metav1.LabelSelector object (matchLabels, matchExpressions). An
+  // absent selector matches nothing unless `empty_matches_all`.
+  static LabelSelector FromJson(const json& selector);
+  // From a plain map (a Service's selector).
+  static LabelSelector FromMap(const json& labels);
   bool Matches(const json& labels) const;
   bool empty() const { return reqs_.empty(); }
+  // True for a selector made from nothing, which selects no objects.
+  bool nothing() const { return nothing_; }
 
  private:
+  bool nothing_ = false;
   struct Requirement {
     std::string key;
     enum class Op { kEq, kNotEq, kIn, kNotIn, kExists, kNotExists } op;

@@ -571,6 +571,21 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
         patch["metadata"] = {{"resourceVersion", GetString(pod, "metadata.resourceVersion")}};
       }
       storage_->Patch(r, ns, name, PatchType::kMerge, patch, "", wo, false);
+      // Binding also records the PodScheduled condition, as Kubernetes' binding does.
+      json conditions = json::array();
+      if (const json* cs = Find(pod, "status.conditions"); cs && cs->is_array()) {
+        for (const auto& c : *cs) {
+          if (c.value("type", "") != "PodScheduled") {
+            conditions.push_back(c);
+          }
+        }
+      }
+      conditions.push_back({{"type", "PodScheduled"},
+                            {"status", "True"},
+                            {"lastProbeTime", nullptr},
+                            {"lastTransitionTime", FormatTime(Now())}});
+      storage_->Patch(r, ns, name, PatchType::kMerge, {{"status", {{"conditions", conditions}}}},
+                      "status", wo, false);
       WriteJson(w, 201, api::StatusSuccess());
       return;
     }

@@ -7,7 +7,9 @@
 #include "cli/commands.h"
 #include "common/log.h"
 #include "controllers/controller_manager.h"
+#include "node/hollow_nodes.h"
 #include "node/node_agent.h"
+#include "scheduler/scheduler.h"
 
 namespace minik::cli {
 
@@ -39,6 +41,8 @@ void AddComponents(CLI::App& app) {
   na->add_option("--advertise-address", agent->advertise_address, "The node's address")
       ->capture_default_str();
   na->add_option("--store", agent->store, "Store of the API server")->capture_default_str();
+  na->add_option("--hollow-nodes", agent->hollow_nodes, "Simulated nodes to run")
+      ->capture_default_str();
   na->callback([agent] {
     int rc = node::RunAgent(*agent);
     if (rc != 0) {
@@ -56,6 +60,44 @@ void AddComponents(CLI::App& app) {
       ->required();
   cms->callback([cm] {
     int rc = controllers::RunControllerManager(*cm);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
+  });
+
+  auto sched = std::make_shared<scheduler::SchedulerOptions>();
+  CLI::App* sc = app.add_subcommand("scheduler", "Run the scheduler");
+  sc->group("Node components");
+  sc->add_option("--server", sched->server, "URL of the API server")->required();
+  sc->add_option("--cert-dir", sched->cert_dir, "Directory with ca.crt and scheduler.{crt,key}")
+      ->required();
+  sc->callback([sched] {
+    int rc = scheduler::RunScheduler(*sched);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
+  });
+
+  auto hollow = std::make_shared<node::HollowOptions>();
+  CLI::App* hn = app.add_subcommand(
+      "hollow-nodes",
+      "Run simulated nodes that register, heartbeat and play kubelet for their pods");
+  hn->group("Node components");
+  hn->add_option("--server", hollow->server, "URL of the API server")->required();
+  hn->add_option("--cert-dir", hollow->cert_dir, "Directory with ca.crt and hollow-nodes.{crt,key}")
+      ->required();
+  hn->add_option("--count", hollow->count, "How many nodes")->capture_default_str();
+  hn->add_option("--name-prefix", hollow->name_prefix, "Node names are this plus an index")
+      ->capture_default_str();
+  hn->add_option("--first-index", hollow->first_index, "The first index")->capture_default_str();
+  hn->add_option("--cpu", hollow->cpu, "CPU capacity of each node")->capture_default_str();
+  hn->add_option("--memory", hollow->memory, "Memory capacity of each node")->capture_default_str();
+  hn->add_option("--pods", hollow->pods, "Pod capacity of each node")->capture_default_str();
+  hn->add_option("--run-seconds", hollow->run_seconds,
+                 "How long pods that are not restarted run before they finish")
+      ->capture_default_str();
+  hn->callback([hollow] {
+    int rc = node::RunHollowNodes(*hollow);
     if (rc != 0) {
       throw Exit{rc, ""};
     }

@@ -63,6 +63,7 @@ bool LoadProfile(const std::string& profile, ProfileConfig* out) {
   out->driver = c.value("driver", "native");
   out->apiserver_port = c.value("apiserverPort", 0);
   out->store = c.value("store", "sqlite");
+  out->hollow_nodes = c.value("hollowNodes", 0);
   return true;
 }
 
@@ -71,7 +72,8 @@ void SaveProfile(const ProfileConfig& c) {
   json j = {{"name", c.name},
             {"driver", c.driver},
             {"apiserverPort", c.apiserver_port},
-            {"store", c.store}};
+            {"store", c.store},
+            {"hollowNodes", c.hollow_nodes}};
   fs::WriteFileAtomic(ProfileDir(c.name) + "/config.json", j.dump(2) + "\n", 0644);
 }
 

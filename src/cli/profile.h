@@ -20,6 +20,7 @@ struct ProfileConfig {
   std::string driver;
   uint16_t apiserver_port = 0;
   std::string store = "sqlite";
+  int hollow_nodes = 0;
 };
 
 bool LoadProfile(const std::string& profile, ProfileConfig* out);

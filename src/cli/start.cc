@@ -19,6 +19,7 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
     std::string store = "sqlite";
     bool keep = false;
     int wait_seconds = 120;
+    int hollow_nodes = -1;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd =
@@ -26,6 +27,8 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
   cmd->add_option("--driver", o->driver,
                   "Where the node runs: native (default when no other driver is usable)");
   cmd->add_option("--store", o->store, "Cluster state store: sqlite (durable) or memory");
+  cmd->add_option("--hollow-nodes", o->hollow_nodes,
+                  "Also run this many simulated nodes (as kwok does), to try controllers at scale");
   cmd->add_flag("--keep-on-failure", o->keep,
                 "Leave what a failed start created in place, for debugging");
   cmd->add_option("--wait", o->wait_seconds, "Seconds to wait for the API server")
@@ -55,6 +58,9 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
       } else {
         cfg.driver = o->driver;
       }
+    }
+    if (o->hollow_nodes >= 0) {
+      cfg.hollow_nodes = o->hollow_nodes;
     }
     auto driver = drivers::NewDriver(cfg.driver);
     drivers::Availability a = driver->Check();
@@ -92,6 +98,7 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
           nc.ca_key_pem = creds.ca_key;
           nc.apiserver_host_port = cfg.apiserver_port;
           nc.store = cfg.store;
+          nc.hollow_nodes = cfg.hollow_nodes;
           driver->Start(nc);
         },
         [&] {

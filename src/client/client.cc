@@ -127,63 +127,121 @@ void Client::Watch(const std::string& path, const std::function<bool(const json&
   }
 }
 
-Informer::Informer(std::shared_ptr<Client> client, ResourcePath resource, Handlers handlers,
-                   std::string label_selector)
-    : client_(std::move(client)),
-      resource_(std::move(resource)),
-      handlers_(std::move(handlers)),
-      selector_(std::move(label_selector)) {}
-
-Informer::~Informer() {
-  Stop();
-}
-
-void Informer::Start() {
-  thread_ = std::thread([this] { Run(); });
-}
-
-void Informer::Stop() {
-  stop_ = true;
-  if (thread_.joinable()) {
-    thread_.join();
-  }
-}
-
-std::string Informer::KeyOf(const json& obj) {
+std::string KeyOf(const json& obj) {
   std::string ns = GetString(obj, "metadata.namespace");
   std::string name = GetString(obj, "metadata.name");
   return ns.empty() ? name : ns + "/" + name;
 }
 
-json Informer::Get(const std::string& key) const {
-  std::lock_guard lock(mu_);
-  auto it = cache_.find(key);
-  return it == cache_.end() ? json() : it->second;
+Informer::Informer(std::shared_ptr<Client> client, ResourcePath resource,
+                   std::string label_selector, std::string field_selector)
+    : client_(std::move(client)),
+      resource_(std::move(resource)),
+      label_selector_(std::move(label_selector)),
+      field_selector_(std::move(field_selector)) {}
+
+Informer::~Informer() {
+  Stop();
 }
 
-std::vector<json> Informer::List() const {
+void Informer::AddHandlers(Handlers handlers) {
+  std::vector<Object> existing;
+  {
+    std::lock_guard lock(mu_);
+    handlers_.push_back(handlers);
+    for (const auto& [_, v] : cache_) {
+      existing.push_back(v);
+    }
+  }
+  if (handlers.on_add) {
+    for (const auto& o : existing) {
+      handlers.on_add(o);
+    }
+  }
+}
+
+void Informer::Start() {
+  if (!thread_.joinable()) {
+    thread_ = std::thread([this] { Run(); });
+  }
+}
+
+void Informer::Stop() {
+  stop_ = true;
+  synced_cv_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+bool Informer::WaitForSync(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mu_);
+  return synced_cv_.wait_for(lock, timeout, [&] { return synced_.load() || stop_.load(); }) &&
+         synced_;
+}
+
+Object Informer::Get(const std::string& key) const {
   std::lock_guard lock(mu_);
-  std::vector<json> out;
+  auto it = cache_.find(key);
+  return it == cache_.end() ? nullptr : it->second;
+}
+
+std::vector<Object> Informer::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<Object> out;
+  out.reserve(cache_.size());
   for (const auto& [_, v] : cache_) {
     out.push_back(v);
   }
   return out;
 }
 
+std::vector<Object> Informer::ListNamespace(const std::string& ns) const {
+  std::lock_guard lock(mu_);
+  std::vector<Object> out;
+  std::string prefix = ns + "/";
+  for (auto it = cache_.lower_bound(prefix); it != cache_.end() && it->first.rfind(prefix, 0) == 0;
+       ++it) {
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+void Informer::Dispatch(const std::function<void(const Handlers&)>& call) {
+  std::vector<Handlers> hs;
+  {
+    std::lock_guard lock(mu_);
+    hs = handlers_;
+  }
+  for (const auto& h : hs) {
+    call(h);
+  }
+}
+
 void Informer::Run() {
   std::string base = resource_.Collection("");
-  std::string sel = selector_.empty() ? "" : "labelSelector=" + http::PercentEncode(selector_);
+  std::string sel;
+  if (!label_selector_.empty()) {
+    sel += "&labelSelector=" + http::PercentEncode(label_selector_);
+  }
+  if (!field_selector_.empty()) {
+    sel += "&fieldSelector=" + http::PercentEncode(field_selector_);
+  }
   auto backoff = std::chrono::milliseconds(200);
   while (!stop_) {
     try {
       // List, replace the cache (telling handlers what changed), then watch from there.
-      json list = client_->Get(base + (sel.empty() ? "" : "?" + sel));
+      json list = client_->Get(base + (sel.empty() ? "" : "?" + sel.substr(1)));
       std::string rv = GetString(list, "metadata.resourceVersion");
-      std::map<std::string, json> fresh;
+      std::map<std::string, Object> fresh;
       for (auto& item : list["items"]) {
-        fresh[KeyOf(item)] = item;
+        if (!item.contains("kind")) {
+          item["kind"] = list.value("kind", "").substr(0, list.value("kind", "").size() - 4);
+          item["apiVersion"] = list.value("apiVersion", "");
+        }
+        fresh[KeyOf(item)] = std::make_shared<const json>(std::move(item));
       }
-      std::map<std::string, json> old;
+      std::map<std::string, Object> old;
       {
         std::lock_guard lock(mu_);
         old.swap(cache_);
@@ -192,42 +250,53 @@ void Informer::Run() {
       for (auto& [k, v] : fresh) {
         auto it = old.find(k);
         if (it == old.end()) {
-          if (handlers_.on_add)
-            handlers_.on_add(v);
-        } else if (it->second != v && handlers_.on_update) {
-          handlers_.on_update(it->second, v);
+          Dispatch([&](const Handlers& h) {
+            if (h.on_add)
+              h.on_add(v);
+          });
+        } else if (*it->second != *v) {
+          Dispatch([&](const Handlers& h) {
+            if (h.on_update)
+              h.on_update(it->second, v);
+          });
         }
       }
       for (auto& [k, v] : old) {
-        if (!fresh.count(k) && handlers_.on_delete) {
-          handlers_.on_delete(v);
+        if (!fresh.count(k)) {
+          Dispatch([&](const Handlers& h) {
+            if (h.on_delete)
+              h.on_delete(v);
+          });
         }
       }
-      synced_ = true;
+      {
+        std::lock_guard lock(mu_);
+        synced_ = true;
+      }
+      synced_cv_.notify_all();
       backoff = std::chrono::milliseconds(200);
       bool expired = false;
       while (!stop_ && !expired) {
-        std::string path =
-            base + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion=" + rv +
-            (sel.empty() ? "" : "&" + sel);
+        std::string path = base + "?watch=true&allowWatchBookmarks=true&timeoutSeconds=300" +
+                           "&resourceVersion=" + rv + sel;
         client_->Watch(
             path,
             [&](const json& ev) {
               std::string type = ev.value("type", "");
-              const json& obj = ev["object"];
               if (type == "ERROR") {
                 expired = true;
                 return false;
               }
-              std::string orv = GetString(obj, "metadata.resourceVersion");
+              auto obj = std::make_shared<const json>(ev["object"]);
+              std::string orv = GetString(*obj, "metadata.resourceVersion");
               if (!orv.empty()) {
                 rv = orv;
               }
               if (type == "BOOKMARK") {
                 return true;
               }
-              std::string key = KeyOf(obj);
-              json prev;
+              std::string key = KeyOf(*obj);
+              Object prev;
               {
                 std::lock_guard lock(mu_);
                 auto it = cache_.find(key);
@@ -240,15 +309,17 @@ void Informer::Run() {
                   cache_[key] = obj;
                 }
               }
-              if (type == "DELETED") {
-                if (handlers_.on_delete)
-                  handlers_.on_delete(obj);
-              } else if (prev.is_null()) {
-                if (handlers_.on_add)
-                  handlers_.on_add(obj);
-              } else if (handlers_.on_update) {
-                handlers_.on_update(prev, obj);
-              }
+              Dispatch([&](const Handlers& h) {
+                if (type == "DELETED") {
+                  if (h.on_delete)
+                    h.on_delete(obj);
+                } else if (!prev) {
+                  if (h.on_add)
+                    h.on_add(obj);
+                } else if (h.on_update) {
+                  h.on_update(prev, obj);
+                }
+              });
               return !stop_;
             },
             stop_);
@@ -264,6 +335,57 @@ void Informer::Run() {
       }
     }
   }
+}
+
+std::shared_ptr<Informer> InformerFactory::For(const ResourcePath& resource) {
+  std::lock_guard lock(mu_);
+  std::string key = resource.Collection("");
+  auto it = informers_.find(key);
+  if (it != informers_.end()) {
+    return it->second;
+  }
+  auto inf = std::make_shared<Informer>(client_, resource);
+  informers_[key] = inf;
+  if (started_) {
+    inf->Start();
+  }
+  return inf;
+}
+
+void InformerFactory::Start() {
+  std::lock_guard lock(mu_);
+  started_ = true;
+  for (auto& [_, inf] : informers_) {
+    inf->Start();
+  }
+}
+
+void InformerFactory::Stop() {
+  std::map<std::string, std::shared_ptr<Informer>> all;
+  {
+    std::lock_guard lock(mu_);
+    all = informers_;
+  }
+  for (auto& [_, inf] : all) {
+    inf->Stop();
+  }
+}
+
+bool InformerFactory::WaitForSync(std::chrono::milliseconds timeout) {
+  std::map<std::string, std::shared_ptr<Informer>> all;
+  {
+    std::lock_guard lock(mu_);
+    all = informers_;
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (auto& [_, inf] : all) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !inf->WaitForSync(left)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace minik::client

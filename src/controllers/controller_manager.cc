@@ -1,10 +1,14 @@
 #include "controllers/controller_manager.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <vector>
 
+#include "client/events.h"
 #include "common/log.h"
+#include "controllers/controller.h"
+#include "controllers/workloads.h"
 
 namespace minik::controllers {
 
@@ -16,20 +20,30 @@ int RunControllerManager(const ManagerOptions& opts) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  auto c = std::make_shared<client::Client>(
+  Context ctx;
+  ctx.client = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "controller-manager"));
+  ctx.informers = std::make_shared<client::InformerFactory>(ctx.client);
+  ctx.events = std::make_shared<client::EventRecorder>(ctx.client, "controller-manager");
   std::vector<std::unique_ptr<Controller>> ctrls;
-  ctrls.push_back(NewNamespaceController(c));
+  ctrls.push_back(NewNamespaceController(ctx));
+  ctrls.push_back(NewReplicaSetController(ctx));
+  ctrls.push_back(NewDeploymentController(ctx));
+  ctx.informers->Start();
+  if (!ctx.informers->WaitForSync(std::chrono::seconds(60))) {
+    log::Warn("informers did not sync within 60s; starting anyway");
+  }
   for (auto& ctrl : ctrls) {
     ctrl->Start();
-    log::Info("started the {} controller", ctrl->name());
   }
+  log::Info("started {} controllers", ctrls.size());
   int sig;
   sigwait(&set, &sig);
   log::Info("shutting down");
   for (auto& ctrl : ctrls) {
     ctrl->Stop();
   }
+  ctx.informers->Stop();
   return 0;
 }
 

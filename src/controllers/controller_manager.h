@@ -18,10 +18,6 @@ class Controller {
   virtual void Stop() = 0;
 };
 
-// Deletes everything in a namespace that is being deleted, then removes the
-// `kubernetes` finalizer so the namespace itself goes.
-std::unique_ptr<Controller> NewNamespaceController(std::shared_ptr<client::Client> client);
-
 struct ManagerOptions {
   std::string server;
   std::string cert_dir;  // ca.crt, controller-manager.crt, controller-manager.key

@@ -8,58 +8,34 @@
 
 #include "common/http.h"
 #include "common/log.h"
-#include "controllers/controller_manager.h"
-#include "controllers/workqueue.h"
+#include "controllers/controller.h"
 
 namespace minik::controllers {
 namespace {
 
-class NamespaceController : public Controller {
+class NamespaceController : public QueueController {
  public:
-  explicit NamespaceController(std::shared_ptr<client::Client> c)
-      : client_(std::move(c)),
-        informer_(client_, client::ResourcePath{"/api/v1", "namespaces", false},
-                  client::Informer::Handlers{[this](const json& o) { Enqueue(o); },
-                                             [this](const json&, const json& o) { Enqueue(o); },
-                                             nullptr}) {}
-
-  std::string name() const override { return "namespace"; }
-
-  void Start() override {
-    informer_.Start();
-    worker_ = std::thread([this] { Work(); });
-  }
-
-  void Stop() override {
-    queue_.ShutDown();
-    informer_.Stop();
-    if (worker_.joinable()) {
-      worker_.join();
-    }
+  explicit NamespaceController(Context ctx) : QueueController("namespace", ctx) {
+    informer_ = ctx_.informers->For(client::resources::kNamespaces);
+    informer_->AddHandlers({[this](const client::Object& o) { Watch(*o); },
+                            [this](const client::Object&, const client::Object& o) { Watch(*o); },
+                            nullptr});
   }
 
  private:
-  void Enqueue(const json& ns) {
+  void Watch(const json& ns) {
     if (Find(ns, "metadata.deletionTimestamp") &&
         Find(ns, "metadata.deletionTimestamp")->is_string()) {
       // Give clients that delete a namespace and its content together (`kubectl
       // delete -f` of a file holding both) time to finish their own deletes,
       // which would otherwise race the controller and fail with NotFound.
-      queue_.AddAfter(GetString(ns, "metadata.name"), std::chrono::seconds(2));
+      EnqueueAfter(GetString(ns, "metadata.name"), std::chrono::seconds(2));
     }
   }
 
-  void Work() {
-    while (auto key = queue_.Get()) {
-      try {
-        if (!Sync(*key)) {
-          queue_.AddAfter(*key, std::chrono::milliseconds(500));
-        }
-      } catch (const std::exception& e) {
-        log::Warn("namespace {}: {}; retrying", *key, e.what());
-        queue_.AddAfter(*key, std::chrono::seconds(2));
-      }
-      queue_.Done(*key);
+  void Sync(const std::string& key) override {
+    if (!Finalize(key)) {
+      EnqueueAfter(key, std::chrono::milliseconds(500));
     }
   }
 
@@ -67,7 +43,7 @@ class NamespaceController : public Controller {
   std::vector<client::ResourcePath> NamespacedResources() {
     std::vector<client::ResourcePath> out;
     std::vector<std::string> gvs = {"/api/v1"};
-    json groups = client_->Get("/apis");
+    json groups = ctx_.client->Get("/apis");
     for (const auto& g : groups.value("groups", json::array())) {
       std::string gv = GetString(g, "preferredVersion.groupVersion");
       if (!gv.empty()) {
@@ -75,7 +51,7 @@ class NamespaceController : public Controller {
       }
     }
     for (const auto& gv : gvs) {
-      json list = client_->Get(gv);
+      json list = ctx_.client->Get(gv);
       for (const auto& r : list.value("resources", json::array())) {
         std::string name = r.value("name", "");
         if (!r.value("namespaced", false) || name.find('/') != std::string::npos) {
@@ -93,11 +69,12 @@ class NamespaceController : public Controller {
   }
 
   // Returns true when the namespace is done (finalized or gone).
-  bool Sync(const std::string& name) {
-    json ns = informer_.Get(name);
-    if (ns.is_null() || !Find(ns, "metadata.deletionTimestamp")) {
+  bool Finalize(const std::string& name) {
+    client::Object obj = informer_->Get(name);
+    if (!obj || !Find(*obj, "metadata.deletionTimestamp")) {
       return true;
     }
+    const json& ns = *obj;
     const json* fins = Find(ns, "spec.finalizers");
     bool ours = fins && fins->is_array() &&
                 std::find(fins->begin(), fins->end(), "kubernetes") != fins->end();
@@ -107,8 +84,8 @@ class NamespaceController : public Controller {
     size_t remaining = 0;
     for (const auto& r : NamespacedResources()) {
       try {
-        client_->Delete(r.Collection(name), {{"propagationPolicy", "Background"}});
-        json left = client_->Get(r.Collection(name));
+        ctx_.client->Delete(r.Collection(name), {{"propagationPolicy", "Background"}});
+        json left = ctx_.client->Get(r.Collection(name));
         remaining += left.value("items", json::array()).size();
       } catch (const client::ApiError& e) {
         if (e.code != 404 && e.code != 405) {
@@ -129,7 +106,7 @@ class NamespaceController : public Controller {
     }
     fin["spec"]["finalizers"] = kept;
     try {
-      client_->Put("/api/v1/namespaces/" + name + "/finalize", fin);
+      ctx_.client->Put("/api/v1/namespaces/" + name + "/finalize", fin);
     } catch (const client::ApiError& e) {
       if (e.code == 404) {
         return true;
@@ -143,16 +120,13 @@ class NamespaceController : public Controller {
     return true;
   }
 
-  std::shared_ptr<client::Client> client_;
-  client::Informer informer_;
-  WorkQueue queue_;
-  std::thread worker_;
+  std::shared_ptr<client::Informer> informer_;
 };
 
 }  // namespace
 
-std::unique_ptr<Controller> NewNamespaceController(std::shared_ptr<client::Client> client) {
-  return std::make_unique<NamespaceController>(std::move(client));
+std::unique_ptr<Controller> NewNamespaceController(Context ctx) {
+  return std::make_unique<NamespaceController>(std::move(ctx));
 }
 
 }  // namespace minik::controllers

@@ -122,6 +122,8 @@ int RunAgent(const AgentOptions& opts) {
   fs::MakeDirs(opts.node_dir + "/data", 0700);
   EnsureServingCert(certs, opts.advertise_address);
   EnsureClientCert(certs, "controller-manager", "system:kube-controller-manager", {});
+  EnsureClientCert(certs, "scheduler", "system:kube-scheduler", {});
+  EnsureClientCert(certs, "hollow-nodes", "system:node:hollow", {"system:nodes"});
 
   std::string self = exec::SelfExe();
   std::vector<Component> comps;
@@ -133,6 +135,13 @@ int RunAgent(const AgentOptions& opts) {
   std::string server = "https://127.0.0.1:" + std::to_string(opts.apiserver_port);
   comps.push_back(Component{"controller-manager",
                             {self, "controller-manager", "--server", server, "--cert-dir", certs}});
+  comps.push_back(
+      Component{"scheduler", {self, "scheduler", "--server", server, "--cert-dir", certs}});
+  if (opts.hollow_nodes > 0) {
+    comps.push_back(Component{"hollow-nodes",
+                              {self, "hollow-nodes", "--server", server, "--cert-dir", certs,
+                               "--count", std::to_string(opts.hollow_nodes)}});
+  }
   // Dependency order: the API server first, then what talks to it once it answers.
   StartComponent(comps[0], logs);
   WriteStatus(opts.node_dir, comps, "Starting");

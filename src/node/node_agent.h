@@ -15,6 +15,7 @@ struct AgentOptions {
   std::string bind_address = "127.0.0.1";
   std::string advertise_address = "127.0.0.1";
   std::string store = "sqlite";
+  int hollow_nodes = 0;  // simulated nodes to run beside the control plane
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

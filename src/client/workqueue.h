@@ -12,7 +12,7 @@
 #include <set>
 #include <string>
 
-namespace minik::controllers {
+namespace minik::client {
 
 class WorkQueue {
  public:
@@ -84,4 +84,4 @@ class WorkQueue {
   bool shutdown_ = false;
 };
 
-}  // namespace minik::controllers
+}  // namespace minik::client

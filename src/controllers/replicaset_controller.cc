@@ -1,0 +1,252 @@
+// The ReplicaSet controller: keeps `spec.replicas` active pods that match the
+// selector, owning them through controller references. It adopts orphans that
+// match, releases pods that stop matching, replaces pods that are deleted or
+// fail, and writes status (replicas, ready, available, observedGeneration).
+
+#include <algorithm>
+
+#include "api/selectors.h"
+#include "client/events.h"
+#include "common/log.h"
+#include "controllers/controller.h"
+#include "controllers/util.h"
+#include "controllers/workloads.h"
+
+namespace minik::controllers {
+namespace {
+
+// Which pods go first when scaling down: not scheduled, pending, not ready,
+// ready for less time, more restarts, newer.
+bool DeleteFirst(const json& a, const json& b) {
+  bool as = !GetString(a, "spec.nodeName").empty(), bs = !GetString(b, "spec.nodeName").empty();
+  if (as != bs) {
+    return !as;
+  }
+  auto phase_rank = [](const json& p) {
+    std::string ph = GetString(p, "status.phase");
+    return ph == "Pending" ? 0 : ph == "Unknown" ? 1 : 2;
+  };
+  if (phase_rank(a) != phase_rank(b)) {
+    return phase_rank(a) < phase_rank(b);
+  }
+  if (IsPodReady(a) != IsPodReady(b)) {
+    return !IsPodReady(a);
+  }
+  return GetString(a, "metadata.creationTimestamp") > GetString(b, "metadata.creationTimestamp");
+}
+
+class ReplicaSetController : public QueueController {
+ public:
+  explicit ReplicaSetController(Context ctx) : QueueController("replicaset", ctx, 2) {
+    sets_ = ctx_.informers->For(client::resources::kReplicaSets);
+    pods_ = ctx_.informers->For(client::resources::kPods);
+    sets_->AddHandlers(
+        {[this](const client::Object& o) { EnqueueObject(o); },
+         [this](const client::Object&, const client::Object& o) { EnqueueObject(o); },
+         [this](const client::Object& o) { expectations_.Forget(client::KeyOf(*o)); }});
+    pods_->AddHandlers({[this](const client::Object& p) {
+                          if (auto k = OwnerKey(*p); !k.empty()) {
+                            expectations_.CreationObserved(k);
+                          }
+                          PodChanged(p);
+                        },
+                        [this](const client::Object& old, const client::Object& p) {
+                          PodChanged(p);
+                          if (OwnerKey(*old) != OwnerKey(*p)) {
+                            PodChanged(old);
+                          }
+                        },
+                        [this](const client::Object& p) {
+                          if (auto k = OwnerKey(*p); !k.empty()) {
+                            expectations_.DeletionObserved(k);
+                          }
+                          PodChanged(p);
+                        }});
+  }
+
+ private:
+  static std::string OwnerKey(const json& pod) {
+    const json* ref = ControllerRef(pod);
+    if (!ref || ref->value("kind", "") != "ReplicaSet") {
+      return "";
+    }
+    return GetString(pod, "metadata.namespace") + "/" + ref->value("name", "");
+  }
+
+  void PodChanged(const client::Object& p) {
+    std::string key = OwnerKey(*p);
+    if (!key.empty()) {
+      Enqueue(key);
+      return;
+    }
+    if (ControllerRef(*p)) {
+      return;  // someone else's
+    }
+    // An orphan: every ReplicaSet that selects it may adopt it.
+    const json* labels = Find(*p, "metadata.labels");
+    for (const auto& rs : sets_->ListNamespace(GetString(*p, "metadata.namespace"))) {
+      if (api::LabelSelector::FromJson(Find(*rs, "spec.selector") ? *Find(*rs, "spec.selector")
+                                                                  : json())
+              .Matches(labels ? *labels : json())) {
+        EnqueueObject(rs);
+      }
+    }
+  }
+
+  void Sync(const std::string& key) override {
+    client::Object rs_obj = sets_->Get(key);
+    if (!rs_obj) {
+      expectations_.Forget(key);
+      return;
+    }
+    const json& rs = *rs_obj;
+    std::string ns = GetString(rs, "metadata.namespace");
+    std::string uid = GetString(rs, "metadata.uid");
+    bool deleting = Find(rs, "metadata.deletionTimestamp") != nullptr;
+    std::vector<json> owned = ClaimPods(*ctx_.client, *pods_, rs, deleting);
+    std::vector<json> active;
+    for (auto& p : owned) {
+      if (IsPodActive(p)) {
+        active.push_back(p);
+      }
+    }
+    int64_t want = IntAt(rs, "spec.replicas", 1);
+    std::string failure;
+    if (!deleting && expectations_.Satisfied(key)) {
+      int64_t diff = static_cast<int64_t>(active.size()) - want;
+      if (diff < 0) {
+        failure = CreatePods(rs, key, -diff);
+      } else if (diff > 0) {
+        std::sort(active.begin(), active.end(), DeleteFirst);
+        int n = static_cast<int>(diff);
+        expectations_.Expect(key, 0, n);
+        for (int i = 0; i < n; ++i) {
+          std::string name = GetString(active[static_cast<size_t>(i)], "metadata.name");
+          try {
+            ctx_.client->Delete("/api/v1/namespaces/" + ns + "/pods/" + name);
+            ctx_.events->Event(rs, "Normal", "SuccessfulDelete", "Deleted pod: " + name);
+          } catch (const client::ApiError& e) {
+            expectations_.DeletionObserved(key);
+            if (e.code != 404) {
+              throw;
+            }
+          }
+        }
+      }
+    }
+    UpdateStatus(rs, owned, failure);
+  }
+
+  // Creates `n` pods in batches that double (1, 2, 4, ...) and stop at the first failure.
+  std::string CreatePods(const json& rs, const std::string& key, int64_t n) {
+    std::string ns = GetString(rs, "metadata.namespace");
+    std::string generate = GetString(rs, "metadata.name") + "-";
+    expectations_.Expect(key, static_cast<int>(n), 0);
+    int64_t done = 0;
+    for (int64_t batch = 1; done < n; batch = std::min(batch * 2, n - done)) {
+      batch = std::min(batch, n - done);
+      for (int64_t i = 0; i < batch; ++i) {
+        json pod = PodFromTemplate(*Find(rs, "spec.template"), rs, generate);
+        try {
+          json created = ctx_.client->Post("/api/v1/namespaces/" + ns + "/pods", pod);
+          ctx_.events->Event(rs, "Normal", "SuccessfulCreate",
+                             "Created pod: " + GetString(created, "metadata.name"));
+        } catch (const client::ApiError& e) {
+          // What was not created will not be observed.
+          for (int64_t k = done + i; k < n; ++k) {
+            expectations_.CreationObserved(key);
+          }
+          std::string msg = e.what();
+          ctx_.events->Event(rs, "Warning", "FailedCreate", "Error creating: " + msg);
+          return msg;
+        }
+      }
+      done += batch;
+    }
+    return "";
+  }
+
+  void UpdateStatus(const json& rs, const std::vector<json>& owned, const std::string& failure) {
+    int64_t replicas = 0, labeled = 0, ready = 0, available = 0;
+    int64_t min_ready = IntAt(rs, "spec.minReadySeconds");
+    SystemTime now = Now();
+    const json* tmpl_labels = Find(rs, "spec.template.metadata.labels");
+    api::LabelSelector tl = api::LabelSelector::FromMap(tmpl_labels ? *tmpl_labels : json());
+    bool waiting_for_available = false;
+    for (const auto& p : owned) {
+      if (!IsPodActive(p)) {
+        continue;
+      }
+      ++replicas;
+      const json* labels = Find(p, "metadata.labels");
+      if (tl.nothing() || tl.Matches(labels ? *labels : json())) {
+        ++labeled;
+      }
+      if (IsPodReady(p)) {
+        ++ready;
+        if (IsPodAvailable(p, min_ready, now)) {
+          ++available;
+        } else {
+          waiting_for_available = true;
+        }
+      }
+    }
+    json next = rs;
+    json& st = next["status"];
+    if (!st.is_object()) {
+      st = json::object();
+    }
+    st["replicas"] = replicas;
+    st["fullyLabeledReplicas"] = labeled;
+    st["readyReplicas"] = ready;
+    st["availableReplicas"] = available;
+    st["observedGeneration"] = IntAt(rs, "metadata.generation", 1);
+    if (!failure.empty()) {
+      SetCondition(next, "ReplicaFailure", "True", "FailedCreate", failure);
+    } else if (GetCondition(next, "ReplicaFailure")) {
+      json kept = json::array();
+      for (auto& c : st["conditions"]) {
+        if (c.value("type", "") != "ReplicaFailure") {
+          kept.push_back(c);
+        }
+      }
+      st["conditions"] = kept;
+    }
+    if (st.contains("conditions") && st["conditions"].empty()) {
+      st.erase("conditions");
+    }
+    for (const char* k : {"readyReplicas", "availableReplicas", "fullyLabeledReplicas"}) {
+      if (st[k] == 0) {
+        st.erase(k);
+      }
+    }
+    if (next["status"] != rs.value("status", json::object())) {
+      std::string path = "/apis/apps/v1/namespaces/" + GetString(rs, "metadata.namespace") +
+                         "/replicasets/" + GetString(rs, "metadata.name") + "/status";
+      try {
+        ctx_.client->Put(path, next);
+      } catch (const client::ApiError& e) {
+        if (e.code != 404 && e.code != 409) {
+          throw;
+        }
+        if (e.code == 409) {
+          Enqueue(client::KeyOf(rs));
+        }
+      }
+    }
+    if (waiting_for_available) {
+      EnqueueAfter(client::KeyOf(rs), std::chrono::seconds(std::max<int64_t>(1, min_ready)));
+    }
+  }
+
+  std::shared_ptr<client::Informer> sets_, pods_;
+  Expectations expectations_;
+};
+
+}  // namespace
+
+std::unique_ptr<Controller> NewReplicaSetController(Context ctx) {
+  return std::make_unique<ReplicaSetController>(std::move(ctx));
+}
+
+}  // namespace minik::controllers

@@ -1,0 +1,27 @@
+#pragma once
+// Pieces the workload controllers (ReplicaSet, Deployment, StatefulSet,
+// DaemonSet, Job) share, and their constructors.
+
+#include <memory>
+#include <vector>
+
+#include "client/client.h"
+#include "controllers/controller.h"
+
+namespace minik::controllers {
+
+// The objects of `informer` in `owner`'s namespace that `owner` controls,
+// after adopting orphans its selector matches and releasing those it no
+// longer matches (patching their ownerReferences). When `deleting`, nothing
+// is adopted.
+std::vector<json> ClaimObjects(client::Client& c, const client::Informer& informer,
+                               const json& owner, bool deleting);
+inline std::vector<json> ClaimPods(client::Client& c, const client::Informer& pods,
+                                   const json& owner, bool deleting) {
+  return ClaimObjects(c, pods, owner, deleting);
+}
+
+std::unique_ptr<Controller> NewReplicaSetController(Context ctx);
+std::unique_ptr<Controller> NewDeploymentController(Context ctx);
+
+}  // namespace minik::controllers

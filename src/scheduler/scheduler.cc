@@ -1,0 +1,373 @@
+#include "scheduler/scheduler.h"
+
+#include <signal.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "api/quantity.h"
+#include "client/client.h"
+#include "client/events.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace minik::scheduler {
+namespace {
+
+bool Pending(const json& pod) {
+  std::string sched = GetString(pod, "spec.schedulerName", "default-scheduler");
+  std::string phase = GetString(pod, "status.phase");
+  return GetString(pod, "spec.nodeName").empty() && sched == "default-scheduler" &&
+         !Find(pod, "metadata.deletionTimestamp") && phase != "Succeeded" && phase != "Failed";
+}
+
+bool Active(const json& pod) {
+  std::string phase = GetString(pod, "status.phase");
+  return phase != "Succeeded" && phase != "Failed";
+}
+
+class Scheduler {
+ public:
+  explicit Scheduler(std::shared_ptr<client::Client> c)
+      : client_(c),
+        informers_(std::make_shared<client::InformerFactory>(c)),
+        events_(std::make_shared<client::EventRecorder>(c, "default-scheduler")) {
+    pods_ = informers_->For(client::resources::kPods);
+    nodes_ = informers_->For(client::resources::kNodes);
+    pvs_ = informers_->For(client::resources::kPersistentVolumes);
+    pvcs_ = informers_->For(client::resources::kPersistentVolumeClaims);
+    pods_->AddHandlers(
+        {[this](const client::Object& p) { PodAdded(p); },
+         [this](const client::Object& o, const client::Object& p) { PodUpdated(o, p); },
+         [this](const client::Object& p) { PodDeleted(p); }});
+    auto wake = [this](const client::Object&) { RetryUnschedulable(); };
+    nodes_->AddHandlers(
+        {wake, [this](const client::Object&, const client::Object&) { RetryUnschedulable(); },
+         wake});
+    pvcs_->AddHandlers(
+        {nullptr, [this](const client::Object&, const client::Object&) { RetryUnschedulable(); },
+         nullptr});
+  }
+
+  void Run(const std::atomic<bool>& stop) {
+    informers_->Start();
+    informers_->WaitForSync(std::chrono::seconds(60));
+    std::thread flusher([&] {
+      while (!stop) {
+        for (int i = 0; i < 300 && !stop; ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        RetryUnschedulable();
+      }
+    });
+    while (!stop) {
+      std::string key;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return !active_.empty(); });
+        if (active_.empty()) {
+          continue;
+        }
+        key = active_.front();
+        active_.pop_front();
+        queued_.erase(key);
+      }
+      try {
+        ScheduleOne(key);
+      } catch (const std::exception& e) {
+        log::Warn("schedule {}: {}", key, e.what());
+        std::lock_guard lock(mu_);
+        unschedulable_.insert(key);
+      }
+    }
+    flusher.join();
+    informers_->Stop();
+  }
+
+ private:
+  void Queue(const std::string& key) {
+    std::lock_guard lock(mu_);
+    unschedulable_.erase(key);
+    if (queued_.insert(key).second) {
+      active_.push_back(key);
+      cv_.notify_one();
+    }
+  }
+
+  void RetryUnschedulable() {
+    std::lock_guard lock(mu_);
+    for (const auto& k : unschedulable_) {
+      if (queued_.insert(k).second) {
+        active_.push_back(k);
+      }
+    }
+    unschedulable_.clear();
+    cv_.notify_one();
+  }
+
+  void PodAdded(const client::Object& p) {
+    if (Pending(*p)) {
+      Queue(client::KeyOf(*p));
+    }
+  }
+  void PodUpdated(const client::Object& old, const client::Object& p) {
+    if (Pending(*p)) {
+      Queue(client::KeyOf(*p));
+    }
+    // A pod that leaves a node (finishes or terminates) frees room.
+    if (!GetString(*p, "spec.nodeName").empty() && Active(*old) && !Active(*p)) {
+      RetryUnschedulable();
+    }
+    std::lock_guard lock(mu_);
+    assumed_.erase(GetString(*p, "metadata.uid"));
+  }
+  void PodDeleted(const client::Object& p) {
+    std::lock_guard lock(mu_);
+    assumed_.erase(GetString(*p, "metadata.uid"));
+    for (const auto& k : unschedulable_) {
+      if (queued_.insert(k).second) {
+        active_.push_back(k);
+      }
+    }
+    unschedulable_.clear();
+    cv_.notify_one();
+  }
+
+  // Builds the per-node view from the informer caches plus pods bound but not yet seen.
+  std::vector<NodeInfo> Snapshot() {
+    std::map<std::string, NodeInfo> infos;
+    for (const auto& n : nodes_->List()) {
+      NodeInfo ni;
+      ni.node = *n;
+      const json* alloc = Find(*n, "status.allocatable");
+      if (alloc) {
+        ni.alloc_cpu = api::QuantityMilli(alloc->value("cpu", json()));
+        ni.alloc_mem = api::QuantityMilli(alloc->value("memory", json()));
+        ni.alloc_pods = api::QuantityMilli(alloc->value("pods", json(110)));
+      }
+      infos[GetString(*n, "metadata.name")] = std::move(ni);
+    }
+    std::set<std::string> seen;
+    auto account = [&](const json& p) {
+      auto it = infos.find(GetString(p, "spec.nodeName"));
+      if (it == infos.end() || !Active(p)) {
+        return;
+      }
+      NodeInfo& ni = it->second;
+      Requests r = PodRequests(p);
+      ni.req_cpu += r.cpu;
+      ni.req_mem += r.mem;
+      ++ni.pods;
+      for (const auto& c : p["spec"].value("containers", json::array())) {
+        for (const auto& port : c.value("ports", json::array())) {
+          if (port.value("hostPort", 0)) {
+            ni.host_ports.emplace_back(port.value("protocol", "TCP"), port.value("hostPort", 0));
+          }
+        }
+      }
+      ni.pod_list.push_back(p);
+    };
+    for (const auto& p : pods_->List()) {
+      seen.insert(GetString(*p, "metadata.uid"));
+      if (!GetString(*p, "spec.nodeName").empty()) {
+        account(*p);
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& [uid, p] : assumed_) {
+        if (auto cached = pods_->Get(client::KeyOf(p));
+            !cached || GetString(*cached, "spec.nodeName").empty()) {
+          account(p);
+        }
+      }
+    }
+    std::vector<NodeInfo> out;
+    for (auto& [_, ni] : infos) {
+      out.push_back(std::move(ni));
+    }
+    return out;
+  }
+
+  void ScheduleOne(const std::string& key) {
+    client::Object obj = pods_->Get(key);
+    if (!obj || !Pending(*obj)) {
+      return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (assumed_.count(GetString(*obj, "metadata.uid"))) {
+        return;  // bound already; the informer has not caught up
+      }
+    }
+    const json& pod = *obj;
+    std::vector<NodeInfo> nodes = Snapshot();
+    std::vector<json> pvs, pvcs;
+    for (const auto& v : pvs_->List()) {
+      pvs.push_back(*v);
+    }
+    for (const auto& v : pvcs_->ListNamespace(GetString(pod, "metadata.namespace"))) {
+      pvcs.push_back(*v);
+    }
+    // A claim that is not bound yet keeps the pod waiting.
+    for (const auto& v : pod["spec"].value("volumes", json::array())) {
+      std::string claim = GetString(v, "persistentVolumeClaim.claimName");
+      if (claim.empty()) {
+        continue;
+      }
+      auto pvc = pvcs_->Get(GetString(pod, "metadata.namespace") + "/" + claim);
+      if (!pvc) {
+        Unschedulable(pod, "persistentvolumeclaim \"" + claim + "\" not found");
+        return;
+      }
+      if (GetString(*pvc, "status.phase") != "Bound") {
+        Unschedulable(pod, "pod has unbound immediate PersistentVolumeClaims");
+        return;
+      }
+    }
+    std::map<std::string, int> reasons;
+    std::vector<const NodeInfo*> feasible;
+    for (const auto& n : nodes) {
+      std::string why = Filter(pod, n, nodes, pvs, pvcs);
+      if (why.empty()) {
+        feasible.push_back(&n);
+      } else {
+        ++reasons[why];
+      }
+    }
+    if (feasible.empty()) {
+      std::string msg = "0/" + std::to_string(nodes.size()) + " nodes are available";
+      if (nodes.empty()) {
+        msg += ": no nodes available to schedule pods";
+      } else {
+        msg += ": ";
+        bool first = true;
+        for (auto& [why, count] : reasons) {
+          msg += (first ? "" : ", ") + std::to_string(count) + " " + why;
+          first = false;
+        }
+        msg += ". preemption: 0/" + std::to_string(nodes.size()) +
+               " nodes are available: " + std::to_string(nodes.size()) +
+               " Preemption is not helpful for scheduling.";
+      }
+      Unschedulable(pod, msg);
+      return;
+    }
+    int64_t best = INT64_MIN;
+    std::vector<const NodeInfo*> top;
+    for (const auto* n : feasible) {
+      int64_t s = Score(pod, *n, nodes);
+      if (s > best) {
+        best = s;
+        top = {n};
+      } else if (s == best) {
+        top.push_back(n);
+      }
+    }
+    const NodeInfo* chosen = top[std::uniform_int_distribution<size_t>(0, top.size() - 1)(rng_)];
+    std::string node = GetString(chosen->node, "metadata.name");
+    std::string ns = GetString(pod, "metadata.namespace");
+    std::string name = GetString(pod, "metadata.name");
+    json assumed = pod;
+    assumed["spec"]["nodeName"] = node;
+    {
+      std::lock_guard lock(mu_);
+      assumed_[GetString(pod, "metadata.uid")] = assumed;
+    }
+    try {
+      client_->Post("/api/v1/namespaces/" + ns + "/pods/" + name + "/binding",
+                    {{"apiVersion", "v1"},
+                     {"kind", "Binding"},
+                     {"metadata",
+                      {{"name", name}, {"namespace", ns}, {"uid", GetString(pod, "metadata.uid")}}},
+                     {"target", {{"apiVersion", "v1"}, {"kind", "Node"}, {"name", node}}}});
+      events_->Event(pod, "Normal", "Scheduled",
+                     "Successfully assigned " + ns + "/" + name + " to " + node);
+    } catch (const client::ApiError& e) {
+      std::lock_guard lock(mu_);
+      assumed_.erase(GetString(pod, "metadata.uid"));
+      if (e.code != 404 && e.code != 409) {
+        throw;
+      }
+    }
+  }
+
+  void Unschedulable(const json& pod, const std::string& msg) {
+    {
+      std::lock_guard lock(mu_);
+      unschedulable_.insert(client::KeyOf(pod));
+    }
+    const json* conds = Find(pod, "status.conditions");
+    if (conds && conds->is_array()) {
+      for (const auto& c : *conds) {
+        if (c.value("type", "") == "PodScheduled" && c.value("status", "") == "False" &&
+            c.value("message", "") == msg) {
+          return;  // already said
+        }
+      }
+    }
+    json conditions = json::array();
+    if (conds && conds->is_array()) {
+      for (const auto& c : *conds) {
+        if (c.value("type", "") != "PodScheduled") {
+          conditions.push_back(c);
+        }
+      }
+    }
+    conditions.push_back({{"type", "PodScheduled"},
+                          {"status", "False"},
+                          {"reason", "Unschedulable"},
+                          {"message", msg},
+                          {"lastProbeTime", nullptr},
+                          {"lastTransitionTime", FormatTime(Now())}});
+    try {
+      client_->Patch("/api/v1/namespaces/" + GetString(pod, "metadata.namespace") + "/pods/" +
+                         GetString(pod, "metadata.name") + "/status",
+                     {{"status", {{"conditions", conditions}}}});
+    } catch (const client::ApiError& e) {
+      log::Debug("pod condition: {}", e.what());
+    }
+    events_->Event(pod, "Warning", "FailedScheduling", msg);
+  }
+
+  std::shared_ptr<client::Client> client_;
+  std::shared_ptr<client::InformerFactory> informers_;
+  std::shared_ptr<client::EventRecorder> events_;
+  std::shared_ptr<client::Informer> pods_, nodes_, pvs_, pvcs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> active_;
+  std::set<std::string> queued_, unschedulable_;
+  std::map<std::string, json> assumed_;  // uid -> pod with the node it was bound to
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+}  // namespace
+
+int RunScheduler(const SchedulerOptions& opts) {
+  log::SetComponent("scheduler");
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  auto c = std::make_shared<client::Client>(
+      client::Config::FromCertDir(opts.server, opts.cert_dir, "scheduler"));
+  std::atomic<bool> stop{false};
+  Scheduler s(c);
+  std::thread runner([&] { s.Run(stop); });
+  int sig;
+  sigwait(&set, &sig);
+  log::Info("shutting down");
+  stop = true;
+  runner.join();
+  return 0;
+}
+
+}  // namespace minik::scheduler

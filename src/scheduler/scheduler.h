@@ -1,0 +1,53 @@
+#pragma once
+// `minik scheduler`: picks a node for every pending pod and binds it there.
+//
+// It keeps its own cache of nodes and of what the pods on each node request
+// (filled by informers, updated as soon as it binds a pod), runs the filters
+// (resources, nodeSelector and node affinity, taints and tolerations, host
+// ports, unschedulable nodes, pod affinity and anti-affinity, topology spread,
+// local volumes) and the scores (least allocated, balanced allocation,
+// topology spread, preferred affinities, image locality), and binds through
+// `pods/binding`. A pod that fits nowhere gets `PodScheduled=False` with the
+// reasons per filter and a FailedScheduling event, and is tried again when the
+// cluster changes.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/json.h"
+
+namespace minik::scheduler {
+
+// What the filters and scores see of one node.
+struct NodeInfo {
+  json node;
+  int64_t alloc_cpu = 0, alloc_mem = 0, alloc_pods = 0;  // milli-units
+  int64_t req_cpu = 0, req_mem = 0, pods = 0;
+  std::vector<json> pod_list;  // pods on the node (for affinity and spreading)
+  std::vector<std::pair<std::string, int>> host_ports;  // protocol, port
+};
+
+// The requests of a pod as the scheduler counts them: the sum over app
+// containers or the largest init container, whichever is larger, plus overhead.
+struct Requests {
+  int64_t cpu = 0, mem = 0;
+};
+Requests PodRequests(const json& pod);
+
+// Returns "" when `pod` fits `node`, else the reason (as Kubernetes words it,
+// e.g. "Insufficient cpu", "node(s) didn't match Pod's node affinity/selector").
+// `all` is every node, for topology constraints.
+std::string Filter(const json& pod, const NodeInfo& node, const std::vector<NodeInfo>& all,
+                   const std::vector<json>& pvs, const std::vector<json>& pvcs);
+// Higher is better.
+int64_t Score(const json& pod, const NodeInfo& node, const std::vector<NodeInfo>& all);
+
+struct SchedulerOptions {
+  std::string server;
+  std::string cert_dir;  // ca.crt, scheduler.crt, scheduler.key
+};
+
+int RunScheduler(const SchedulerOptions& opts);
+
+}  // namespace minik::scheduler
