@@ -184,7 +184,7 @@ spec:
         self.assertIn("pod/p1 labeled", k("-n", "ops", "label", "pod", "p1", "tier=db").stdout)
         self.assertIn("pod/p1 annotated", k("-n", "ops", "annotate", "pod", "p1", "note=x").stdout)
         self.assertEqual(k("-n", "ops", "get", "pods", "-l", "tier=db", "-o", "name").stdout.strip(), "pod/p1")
-        self.assertEqual(k("-n", "ops", "get", "pods", "-l", "tier!=db", "-o", "name").stdout.strip(), "")
+        self.assertEqual(k("-n", "ops", "get", "pods", "-l", "app=p,tier!=db", "-o", "name").stdout.strip(), "")
         p = self.c.kubectl_json("-n", "ops", "get", "pod", "p1")
         self.assertEqual(p["metadata"]["annotations"]["note"], "x")
         self.assertIn('pod "p1" deleted', k("-n", "ops", "delete", "pod", "p1").stdout)
