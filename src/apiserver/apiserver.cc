@@ -769,13 +769,19 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
     json cur = storage_->Get(r, ns, name);
     json scale = to_scale(cur);
     json next;
+    // Only what the client sent is a precondition, not the version it patches.
+    std::string want_rv;
     if (req.method == "PUT") {
       next = ParseJson(req.body).value;
+      want_rv = GetString(next, "metadata.resourceVersion");
     } else {
       std::string media = MediaType(req.Header("Content-Type"));
       json patch = ParseJson(req.body).value;
       next = media == "application/json-patch+json" ? api::ApplyJsonPatch(scale, patch)
                                                     : api::ApplyMergePatch(scale, patch);
+      if (patch.is_object()) {
+        want_rv = GetString(patch, "metadata.resourceVersion");
+      }
     }
     const json* replicas = Find(next, "spec.replicas");
     if (!replicas || !replicas->is_number_integer() || replicas->get<int64_t>() < 0) {
@@ -783,13 +789,15 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
                          {{"FieldValueInvalid", "Invalid value: must be greater than or equal to 0",
                            "spec.replicas"}});
     }
-    std::string want_rv = GetString(next, "metadata.resourceVersion");
     if (!want_rv.empty() && want_rv != GetString(cur, "metadata.resourceVersion")) {
       throw api::Conflict(r.group, r.plural, name,
                           "the object has been modified; please apply your changes to the latest "
                           "version and try again");
     }
     cur["spec"]["replicas"] = *replicas;
+    if (want_rv.empty()) {
+      cur["metadata"].erase("resourceVersion");
+    }
     try {
       json out = storage_->Update(r, ns, name, cur, "", wo);
       WriteJson(w, 200, to_scale(out));
