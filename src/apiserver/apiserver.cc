@@ -765,7 +765,7 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
   if (req.method != "PUT" && req.method != "PATCH") {
     throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
   }
-  for (int attempt = 0; attempt < 16; ++attempt) {
+  {
     json cur = storage_->Get(r, ns, name);
     json scale = to_scale(cur);
     json next;
@@ -794,21 +794,13 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
                           "the object has been modified; please apply your changes to the latest "
                           "version and try again");
     }
-    cur["spec"]["replicas"] = *replicas;
-    if (want_rv.empty()) {
-      cur["metadata"].erase("resourceVersion");
+    json patch = {{"spec", {{"replicas", *replicas}}}};
+    if (!want_rv.empty()) {
+      patch["metadata"] = {{"resourceVersion", want_rv}};
     }
-    try {
-      json out = storage_->Update(r, ns, name, cur, "", wo);
-      WriteJson(w, 200, to_scale(out));
-      return;
-    } catch (const StatusError& e) {
-      if (e.code() != 409 || !want_rv.empty()) {
-        throw;
-      }
-    }
+    json out = storage_->Patch(r, ns, name, PatchType::kMerge, patch, "", wo, false);
+    WriteJson(w, 200, to_scale(out));
   }
-  throw api::Conflict(r.group, r.plural, name, "too many concurrent changes");
 }
 
 void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
