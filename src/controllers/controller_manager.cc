@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "client/events.h"
@@ -29,6 +30,12 @@ int RunControllerManager(const ManagerOptions& opts) {
   ctrls.push_back(NewNamespaceController(ctx));
   ctrls.push_back(NewReplicaSetController(ctx));
   ctrls.push_back(NewDeploymentController(ctx));
+  ctrls.push_back(NewStatefulSetController(ctx));
+  ctrls.push_back(NewDaemonSetController(ctx));
+  ctrls.push_back(NewJobController(ctx));
+  ctrls.push_back(NewCronJobController(ctx));
+  // Controllers not built yet are null.
+  ctrls.erase(std::remove(ctrls.begin(), ctrls.end(), nullptr), ctrls.end());
   ctx.informers->Start();
   if (!ctx.informers->WaitForSync(std::chrono::seconds(60))) {
     log::Warn("informers did not sync within 60s; starting anyway");

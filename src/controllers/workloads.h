@@ -23,5 +23,9 @@ inline std::vector<json> ClaimPods(client::Client& c, const client::Informer& po
 
 std::unique_ptr<Controller> NewReplicaSetController(Context ctx);
 std::unique_ptr<Controller> NewDeploymentController(Context ctx);
+std::unique_ptr<Controller> NewStatefulSetController(Context ctx);
+std::unique_ptr<Controller> NewDaemonSetController(Context ctx);
+std::unique_ptr<Controller> NewJobController(Context ctx);
+std::unique_ptr<Controller> NewCronJobController(Context ctx);
 
 }  // namespace minik::controllers
