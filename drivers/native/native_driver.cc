@@ -121,7 +121,8 @@ class NativeDriver : public Driver {
     if (s.host == NodeState::kRunning) {
       try {
         json st = json::parse(fs::ReadFile(NodeDir(profile_dir) + "/status.json"));
-        for (auto& [name, c] : st.value("components", json::object()).items()) {
+        json comps = st.value("components", json::object());
+        for (auto& [name, c] : comps.items()) {
           s.components.emplace_back(name, c.value("state", "Unknown"));
         }
       } catch (const std::exception&) {

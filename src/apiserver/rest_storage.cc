@@ -301,6 +301,21 @@ void RestStorage::Admit(const ResourceInfo& r, json& obj, const json* old) {
   if (r.group.empty() && r.plural == "services") {
     AllocateServiceAddresses(obj, old);
   }
+  // DefaultStorageClass: a claim that names no class gets the default one.
+  if (r.group.empty() && r.plural == "persistentvolumeclaims" && !old &&
+      !Find(obj, "spec.storageClassName")) {
+    const ResourceInfo* sc = registry_.Find("storage.k8s.io", "v1", "storageclasses");
+    for (const auto& kv : store_.List(sc->key_prefix()).items) {
+      json c = json::parse(*kv.value);
+      const json* ann = Find(c, "metadata.annotations");
+      if (ann && ann->is_object() &&
+          (ann->value("storageclass.kubernetes.io/is-default-class", "") == "true" ||
+           ann->value("storageclass.beta.kubernetes.io/is-default-class", "") == "true")) {
+        obj["spec"]["storageClassName"] = GetString(c, "metadata.name");
+        break;
+      }
+    }
+  }
 }
 
 void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {

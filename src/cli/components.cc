@@ -58,6 +58,8 @@ void AddComponents(CLI::App& app) {
   cms->add_option("--cert-dir", cm->cert_dir,
                   "Directory with ca.crt and controller-manager.{crt,key}")
       ->required();
+  cms->add_option("--data-dir", cm->data_dir, "The node's data directory, for hostPath volumes")
+      ->required();
   cms->callback([cm] {
     int rc = controllers::RunControllerManager(*cm);
     if (rc != 0) {

@@ -239,7 +239,9 @@ void Informer::Run() {
           item["kind"] = list.value("kind", "").substr(0, list.value("kind", "").size() - 4);
           item["apiVersion"] = list.value("apiVersion", "");
         }
-        fresh[KeyOf(item)] = std::make_shared<const json>(std::move(item));
+        // The key first: the right side of an assignment is evaluated before the left.
+        std::string key = KeyOf(item);
+        fresh[key] = std::make_shared<const json>(std::move(item));
       }
       std::map<std::string, Object> old;
       {

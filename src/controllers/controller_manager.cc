@@ -9,6 +9,7 @@
 #include "client/events.h"
 #include "common/log.h"
 #include "controllers/controller.h"
+#include "controllers/core.h"
 #include "controllers/workloads.h"
 
 namespace minik::controllers {
@@ -26,6 +27,7 @@ int RunControllerManager(const ManagerOptions& opts) {
       client::Config::FromCertDir(opts.server, opts.cert_dir, "controller-manager"));
   ctx.informers = std::make_shared<client::InformerFactory>(ctx.client);
   ctx.events = std::make_shared<client::EventRecorder>(ctx.client, "controller-manager");
+  ctx.node_data_dir = opts.data_dir;
   std::vector<std::unique_ptr<Controller>> ctrls;
   ctrls.push_back(NewNamespaceController(ctx));
   ctrls.push_back(NewReplicaSetController(ctx));
@@ -34,6 +36,13 @@ int RunControllerManager(const ManagerOptions& opts) {
   ctrls.push_back(NewDaemonSetController(ctx));
   ctrls.push_back(NewJobController(ctx));
   ctrls.push_back(NewCronJobController(ctx));
+  ctrls.push_back(NewServiceAccountController(ctx));
+  ctrls.push_back(NewEndpointsController(ctx));
+  ctrls.push_back(NewEndpointSliceController(ctx));
+  ctrls.push_back(NewPersistentVolumeController(ctx));
+  ctrls.push_back(NewNodeLifecycleController(ctx));
+  ctrls.push_back(NewPodGCController(ctx));
+  ctrls.push_back(NewGarbageCollector(ctx));
   // Controllers not built yet are null.
   ctrls.erase(std::remove(ctrls.begin(), ctrls.end(), nullptr), ctrls.end());
   ctx.informers->Start();

@@ -21,6 +21,7 @@ class Controller {
 struct ManagerOptions {
   std::string server;
   std::string cert_dir;  // ca.crt, controller-manager.crt, controller-manager.key
+  std::string data_dir;  // the node's data directory (hostPath volumes go under volumes/)
 };
 
 // Runs until SIGTERM or SIGINT.

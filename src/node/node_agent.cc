@@ -134,7 +134,8 @@ int RunAgent(const AgentOptions& opts) {
                  "--advertise-address", opts.advertise_address, "--store", opts.store}});
   std::string server = "https://127.0.0.1:" + std::to_string(opts.apiserver_port);
   comps.push_back(Component{"controller-manager",
-                            {self, "controller-manager", "--server", server, "--cert-dir", certs}});
+                            {self, "controller-manager", "--server", server, "--cert-dir", certs,
+                             "--data-dir", opts.node_dir}});
   comps.push_back(
       Component{"scheduler", {self, "scheduler", "--server", server, "--cert-dir", certs}});
   if (opts.hollow_nodes > 0) {
