@@ -249,30 +249,29 @@ json EventCells(const json& e) {
 }
 
 std::string JobStatus(const json& job) {
-  for (const auto& c :
-       At(job, "status.conditions").is_array() ? At(job, "status.conditions") : json::array()) {
-    if (c.value("status", "") != "True") {
-      continue;
+  // The first of these that holds, in Kubernetes' order.
+  auto is_true = [&](const char* type) {
+    for (const auto& c :
+         At(job, "status.conditions").is_array() ? At(job, "status.conditions") : json::array()) {
+      if (c.value("type", "") == type && c.value("status", "") == "True") {
+        return true;
+      }
     }
-    std::string t = c.value("type", "");
-    if (t == "Complete") {
-      return "Complete";
-    }
-    if (t == "Failed") {
-      return "Failed";
-    }
-    if (t == "FailureTarget") {
-      return "FailureTarget";
-    }
-    if (t == "SuccessCriteriaMet") {
-      return "SuccessCriteriaMet";
-    }
-    if (t == "Suspended") {
-      return "Suspended";
-    }
+    return false;
+  };
+  if (is_true("Complete")) {
+    return "Complete";
+  }
+  if (is_true("Failed")) {
+    return "Failed";
   }
   if (At(job, "metadata.deletionTimestamp").is_string()) {
     return "Terminating";
+  }
+  for (const char* t : {"Suspended", "FailureTarget", "SuccessCriteriaMet"}) {
+    if (is_true(t)) {
+      return t;
+    }
   }
   return "Running";
 }
@@ -843,7 +842,7 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
       return json{Name(cj),
                   S(cj, "spec.schedule"),
                   S(cj, "spec.timeZone", "<none>"),
-                  At(cj, "spec.suspend") == true,
+                  At(cj, "spec.suspend") == true ? "True" : "False",
                   At(cj, "status.active").size(),
                   last.empty() ? "<none>" : Age(json(last)),
                   AgeOf(cj),

@@ -560,32 +560,42 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
         throw api::Invalid("", "Binding", name,
                            {{"FieldValueRequired", "Required value", "target.name"}});
       }
-      json pod = storage_->Get(r, ns, name);
-      if (!GetString(pod, "spec.nodeName").empty()) {
-        throw api::Conflict("", "pods/binding", name,
-                            "pod " + name + " is already assigned to node \"" +
-                                GetString(pod, "spec.nodeName") + "\"");
-      }
-      json patch = {{"spec", {{"nodeName", node}}}};
-      if (!GetString(pod, "metadata.resourceVersion").empty()) {
-        patch["metadata"] = {{"resourceVersion", GetString(pod, "metadata.resourceVersion")}};
-      }
-      storage_->Patch(r, ns, name, PatchType::kMerge, patch, "", wo, false);
-      // Binding also records the PodScheduled condition, as Kubernetes' binding does.
-      json conditions = json::array();
-      if (const json* cs = Find(pod, "status.conditions"); cs && cs->is_array()) {
-        for (const auto& c : *cs) {
-          if (c.value("type", "") != "PodScheduled") {
-            conditions.push_back(c);
+      // One write sets spec.nodeName and the PodScheduled condition, so nothing
+      // the kubelet writes in between is lost; a concurrent change retries.
+      for (int attempt = 0;; ++attempt) {
+        json pod = storage_->Get(r, ns, name);
+        std::string uid = GetString(binding, "metadata.uid");
+        if (!uid.empty() && uid != GetString(pod, "metadata.uid")) {
+          throw api::Conflict("", "pods/binding", name, "the pod's UID does not match the binding");
+        }
+        if (!GetString(pod, "spec.nodeName").empty()) {
+          throw api::Conflict("", "pods/binding", name,
+                              "pod " + name + " is already assigned to node \"" +
+                                  GetString(pod, "spec.nodeName") + "\"");
+        }
+        pod["spec"]["nodeName"] = node;
+        json conditions = json::array();
+        if (const json* cs = Find(pod, "status.conditions"); cs && cs->is_array()) {
+          for (const auto& c : *cs) {
+            if (c.value("type", "") != "PodScheduled") {
+              conditions.push_back(c);
+            }
+          }
+        }
+        conditions.push_back({{"type", "PodScheduled"},
+                              {"status", "True"},
+                              {"lastProbeTime", nullptr},
+                              {"lastTransitionTime", FormatTime(Now())}});
+        pod["status"]["conditions"] = conditions;
+        try {
+          storage_->Update(r, ns, name, pod, "binding", wo);
+          break;
+        } catch (const StatusError& e) {
+          if (e.code() != 409 || attempt >= 16) {
+            throw;
           }
         }
       }
-      conditions.push_back({{"type", "PodScheduled"},
-                            {"status", "True"},
-                            {"lastProbeTime", nullptr},
-                            {"lastTransitionTime", FormatTime(Now())}});
-      storage_->Patch(r, ns, name, PatchType::kMerge, {{"status", {{"conditions", conditions}}}},
-                      "status", wo, false);
       WriteJson(w, 201, api::StatusSuccess());
       return;
     }

@@ -512,7 +512,8 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
       next.erase("status");
     }
     obj = std::move(next);
-  } else if (r.has_subresource("status")) {
+  } else if (r.has_subresource("status") && subresource != "binding") {
+    // (A binding writes spec.nodeName and the PodScheduled condition together.)
     if (old.contains("status")) {
       obj["status"] = old["status"];
     } else {

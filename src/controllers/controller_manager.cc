@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 #include <vector>
 
 #include "client/events.h"
+#include "client/leader_election.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "controllers/controller.h"
 #include "controllers/core.h"
@@ -28,6 +31,21 @@ int RunControllerManager(const ManagerOptions& opts) {
   ctx.informers = std::make_shared<client::InformerFactory>(ctx.client);
   ctx.events = std::make_shared<client::EventRecorder>(ctx.client, "controller-manager");
   ctx.node_data_dir = opts.data_dir;
+  // Only the holder of the lease runs controllers; another instance stands by.
+  std::atomic<bool> stop{false};
+  std::thread waiter([&] {
+    int sig;
+    sigwait(&set, &sig);
+    stop = true;
+  });
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  client::LeaderElector elector(ctx.client, "kube-system", "kube-controller-manager",
+                                std::string(host) + "_" + NewUid());
+  if (!elector.Acquire(stop)) {
+    waiter.join();
+    return 0;
+  }
   std::vector<std::unique_ptr<Controller>> ctrls;
   ctrls.push_back(NewNamespaceController(ctx));
   ctrls.push_back(NewReplicaSetController(ctx));
@@ -53,13 +71,27 @@ int RunControllerManager(const ManagerOptions& opts) {
     ctrl->Start();
   }
   log::Info("started {} controllers", ctrls.size());
-  int sig;
-  sigwait(&set, &sig);
+  bool lost = false;
+  while (!stop) {
+    for (int i = 0; i < elector.renew_seconds() * 10 && !stop; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!stop && !elector.Renew()) {
+      // Another instance leads now: stop at once rather than act twice.
+      log::Error("lost the lease kube-system/kube-controller-manager; exiting");
+      lost = true;
+      break;
+    }
+  }
   log::Info("shutting down");
   for (auto& ctrl : ctrls) {
     ctrl->Stop();
   }
   ctx.informers->Stop();
+  if (lost) {
+    _exit(1);
+  }
+  waiter.join();
   return 0;
 }
 

@@ -112,11 +112,12 @@ class DeploymentController : public QueueController {
       return false;
     }
     int64_t before = Replicas(rs);
+    // Only this controller writes a ReplicaSet's size, so no precondition: the
+    // ReplicaSet controller's status writes must not make this conflict.
     json patch = {
         {"spec", {{"replicas", replicas}}},
         {"metadata",
-         {{"annotations", {{kDesiredReplicas, desired}, {kMaxReplicas, std::to_string(max)}}},
-          {"resourceVersion", GetString(rs, "metadata.resourceVersion")}}}};
+         {{"annotations", {{kDesiredReplicas, desired}, {kMaxReplicas, std::to_string(max)}}}}}};
     rs = ctx_.client->Patch(
         RsPath(GetString(rs, "metadata.namespace"), GetString(rs, "metadata.name")), patch);
     if (before != replicas) {

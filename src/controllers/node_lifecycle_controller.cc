@@ -163,8 +163,10 @@ class NodeLifecycleController : public QueueController {
       for (const auto& taint : no_execute) {
         SystemTime added{};
         ParseTime(taint.value("timeAdded", ""), &added);
-        const json* tolerated = nullptr;
-        for (const auto& tol : (*p)["spec"].value("tolerations", json::array())) {
+        // A copy: the tolerations list below is a temporary.
+        std::optional<json> tolerated;
+        const json tolerations = (*p)["spec"].value("tolerations", json::array());
+        for (const auto& tol : tolerations) {
           std::string effect = tol.value("effect", "");
           std::string k = tol.value("key", "");
           bool key_ok =
@@ -172,7 +174,7 @@ class NodeLifecycleController : public QueueController {
               (k == taint.value("key", "") && (tol.value("operator", "Equal") == "Exists" ||
                                                tol.value("value", "") == taint.value("value", "")));
           if (key_ok && (effect.empty() || effect == "NoExecute")) {
-            tolerated = &tol;
+            tolerated = tol;
             break;
           }
         }

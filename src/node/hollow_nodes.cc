@@ -42,9 +42,18 @@ class HollowNodes {
     auto next_lease = std::chrono::steady_clock::now();
     while (!stop) {
       if (std::chrono::steady_clock::now() >= next_lease) {
-        for (const auto& [name, _] : names_) {
+        for (const auto& [name, index] : names_) {
           try {
             RenewLease(name);
+            // A node marked NotReady while it was silent reports Ready again.
+            json node = client_->Get("/api/v1/nodes/" + name);
+            bool ready = false;
+            for (const auto& c : node["status"].value("conditions", json::array())) {
+              ready = ready || (c.value("type", "") == "Ready" && c.value("status", "") == "True");
+            }
+            if (!ready) {
+              Register(name, index);
+            }
           } catch (const std::exception& e) {
             log::Warn("lease {}: {}", name, e.what());
           }

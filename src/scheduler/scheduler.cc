@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <deque>
@@ -13,6 +14,7 @@
 #include "api/quantity.h"
 #include "client/client.h"
 #include "client/events.h"
+#include "client/leader_election.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -360,13 +362,33 @@ int RunScheduler(const SchedulerOptions& opts) {
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "scheduler"));
   std::atomic<bool> stop{false};
+  std::thread waiter([&] {
+    int sig;
+    sigwait(&set, &sig);
+    stop = true;
+  });
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  client::LeaderElector elector(c, "kube-system", "kube-scheduler",
+                                std::string(host) + "_" + NewUid());
+  if (!elector.Acquire(stop)) {
+    waiter.join();
+    return 0;
+  }
   Scheduler s(c);
   std::thread runner([&] { s.Run(stop); });
-  int sig;
-  sigwait(&set, &sig);
+  while (!stop) {
+    for (int i = 0; i < elector.renew_seconds() * 10 && !stop; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!stop && !elector.Renew()) {
+      log::Error("lost the lease kube-system/kube-scheduler; exiting");
+      _exit(1);
+    }
+  }
   log::Info("shutting down");
-  stop = true;
   runner.join();
+  waiter.join();
   return 0;
 }
 
