@@ -124,6 +124,28 @@ bool PodMatchesTerm(const json& other, const json& term, const json& pod) {
 
 }  // namespace
 
+void PrepareSpread(const json& pod, std::vector<NodeInfo>& nodes) {
+  std::string owner;
+  for (const auto& r : Arr(pod, "metadata.ownerReferences")) {
+    if (r.value("controller", false)) {
+      owner = r.value("uid", "");
+    }
+  }
+  for (auto& n : nodes) {
+    n.same_owner = owner.empty() ? -1 : 0;
+    if (owner.empty()) {
+      continue;
+    }
+    for (const auto& pp : n.pod_list) {
+      for (const auto& r : Arr(*pp, "metadata.ownerReferences")) {
+        if (r.value("uid", "") == owner) {
+          ++n.same_owner;
+        }
+      }
+    }
+  }
+}
+
 Requests PodRequests(const json& pod) {
   Requests r;
   for (const auto& c : Arr(pod, "spec.containers")) {
@@ -233,7 +255,8 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
     std::string value = Label(node, key);
     bool found = false, any_anywhere = false;
     for (const auto& other : all) {
-      for (const auto& p : other.pod_list) {
+      for (const auto& pp : other.pod_list) {
+        const json& p = *pp;
         if (PodMatchesTerm(p, term, pod)) {
           any_anywhere = true;
           if (!value.empty() && Label(other.node, key) == value) {
@@ -259,7 +282,8 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
       if (Label(other.node, key) != value) {
         continue;
       }
-      for (const auto& p : other.pod_list) {
+      for (const auto& pp : other.pod_list) {
+        const json& p = *pp;
         if (PodMatchesTerm(p, term, pod)) {
           return "node(s) didn't match pod anti-affinity rules";
         }
@@ -268,7 +292,8 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
   }
   // Existing pods' anti-affinity against this pod.
   for (const auto& other : all) {
-    for (const auto& p : other.pod_list) {
+    for (const auto& pp : other.pod_list) {
+      const json& p = *pp;
       for (const auto& term :
            Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")) {
         std::string key = term.value("topologyKey", "");
@@ -296,7 +321,8 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
         continue;
       }
       counts.emplace(v, 0);
-      for (const auto& p : other.pod_list) {
+      for (const auto& pp : other.pod_list) {
+        const json& p = *pp;
         if (GetString(p, "metadata.namespace") == GetString(pod, "metadata.namespace") &&
             IsActive(p) && sel2.Matches(At(p, "metadata.labels"))) {
           ++counts[v];
@@ -325,32 +351,13 @@ int64_t Score(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& a
   int64_t least = static_cast<int64_t>(((1 - cpu_frac) + (1 - mem_frac)) * 50);
   int64_t balanced = static_cast<int64_t>((1 - std::abs(cpu_frac - mem_frac)) * 100);
   int64_t score = least + balanced;
-  // Spreading: fewer pods of the same owner on a node is better.
-  const json* ref = nullptr;
-  for (const auto& r : Arr(pod, "metadata.ownerReferences")) {
-    if (r.value("controller", false)) {
-      ref = &r;
-      break;
-    }
-  }
-  if (ref) {
-    int same = 0, max_same = 0;
+  // Spreading: fewer pods of the same controller on a node is better.
+  if (n.same_owner >= 0) {
+    int max_same = 0;
     for (const auto& other : all) {
-      int count = 0;
-      for (const auto& p : other.pod_list) {
-        for (const auto& r : Arr(p, "metadata.ownerReferences")) {
-          if (r.value("uid", "") == ref->value("uid", "")) {
-            ++count;
-          }
-        }
-      }
-      max_same = std::max(max_same, count);
-      if (&other == &n ||
-          GetString(other.node, "metadata.name") == GetString(n.node, "metadata.name")) {
-        same = count;
-      }
+      max_same = std::max(max_same, other.same_owner);
     }
-    score += max_same ? 100 * (max_same - same) / max_same : 100;
+    score += max_same ? 100 * (max_same - n.same_owner) / max_same : 100;
   }
   // Preferred node affinity.
   for (const auto& p :
@@ -389,7 +396,8 @@ int64_t Score(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& a
       if (Label(other.node, key) != v) {
         continue;
       }
-      for (const auto& p : other.pod_list) {
+      for (const auto& pp : other.pod_list) {
+        const json& p = *pp;
         if (sel.Matches(At(p, "metadata.labels"))) {
           ++count;
         }

@@ -154,8 +154,8 @@ class Scheduler {
       }
       infos[GetString(*n, "metadata.name")] = std::move(ni);
     }
-    std::set<std::string> seen;
-    auto account = [&](const json& p) {
+    auto account = [&](const std::shared_ptr<const json>& pp) {
+      const json& p = *pp;
       auto it = infos.find(GetString(p, "spec.nodeName"));
       if (it == infos.end() || !Active(p)) {
         return;
@@ -172,12 +172,11 @@ class Scheduler {
           }
         }
       }
-      ni.pod_list.push_back(p);
+      ni.pod_list.push_back(pp);
     };
     for (const auto& p : pods_->List()) {
-      seen.insert(GetString(*p, "metadata.uid"));
       if (!GetString(*p, "spec.nodeName").empty()) {
-        account(*p);
+        account(p);
       }
     }
     {
@@ -185,7 +184,7 @@ class Scheduler {
       for (const auto& [uid, p] : assumed_) {
         if (auto cached = pods_->Get(client::KeyOf(p));
             !cached || GetString(*cached, "spec.nodeName").empty()) {
-          account(p);
+          account(std::make_shared<const json>(p));
         }
       }
     }
@@ -260,6 +259,7 @@ class Scheduler {
       Unschedulable(pod, msg);
       return;
     }
+    PrepareSpread(pod, nodes);
     int64_t best = INT64_MIN;
     std::vector<const NodeInfo*> top;
     for (const auto* n : feasible) {

@@ -24,9 +24,17 @@ struct NodeInfo {
   json node;
   int64_t alloc_cpu = 0, alloc_mem = 0, alloc_pods = 0;  // milli-units
   int64_t req_cpu = 0, req_mem = 0, pods = 0;
-  std::vector<json> pod_list;  // pods on the node (for affinity and spreading)
+  // Pods on the node (for affinity and spreading), shared with the informer cache.
+  std::vector<std::shared_ptr<const json>> pod_list;
   std::vector<std::pair<std::string, int>> host_ports;  // protocol, port
+  // Pods of the scheduled pod's controller on this node (set per scheduling
+  // cycle by PrepareSpread; -1 when not prepared).
+  int same_owner = -1;
 };
+
+// Counts, once per pod, the pods of its controller on every node, so that
+// scoring does not walk every pod once per node.
+void PrepareSpread(const json& pod, std::vector<NodeInfo>& nodes);
 
 // The requests of a pod as the scheduler counts them: the sum over app
 // containers or the largest init container, whichever is larger, plus overhead.

@@ -103,7 +103,7 @@ class ControllersTest(unittest.TestCase):
         wait_for(lambda: victim not in names(self.c, "-n", ns, "pods") and
                  len(names(self.c, "-n", ns, "pods", "--field-selector=status.phase=Running")) == 3,
                  timeout=10, interval=0.05, what="a replacement pod")
-        self.assertLess(time.time() - t0, 3.0)
+        self.assertLess(time.time() - t0, 2.0)
         # An orphan matching the selector is adopted; a pod that stops matching is released.
         pod = names(self.c, "-n", ns, "pods")[0]
         self.k("-n", ns, "label", "pod", pod, "app=other", "--overwrite")
