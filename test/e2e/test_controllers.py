@@ -93,6 +93,49 @@ class ControllersTest(unittest.TestCase):
                   for p in json.loads(self.k("-n", ns, "get", "pods", "-o", "json").stdout)["items"]}
         self.assertEqual(images, {"postgres:17"})
 
+    def test_progress_deadline_exceeded(self):
+        ns = self.ns("stuck")
+        self.k("-n", ns, "apply", "-f", "-", input="""apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 3
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      containers:
+      - {name: c, image: nginx, resources: {requests: {cpu: "100"}}}
+""")
+        r = self.k("-n", ns, "rollout", "status", "deploy/stuck", "--timeout=30s", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('deployment "stuck" exceeded its progress deadline', r.stderr)
+        d = json.loads(self.k("-n", ns, "get", "deploy", "stuck", "-o", "json").stdout)
+        prog = [c for c in d["status"]["conditions"] if c["type"] == "Progressing"][0]
+        self.assertEqual((prog["status"], prog["reason"]), ("False", "ProgressDeadlineExceeded"))
+
+    def test_leader_election_keeps_one_controller_manager(self):
+        lease = lambda: json.loads(self.k("-n", "kube-system", "get", "lease", "kube-controller-manager",
+                                          "-o", "json").stdout)["spec"]
+        holder = lease()["holderIdentity"]
+        certs = f"{self.c.env['MINIK_HOME']}/profiles/{self.c.profile}/node/certs"
+        with open(f"{self.c.env['MINIK_HOME']}/profiles/{self.c.profile}/config.json") as f:
+            port = json.load(f)["apiserverPort"]
+        import cluster
+        second = subprocess.Popen(
+            [cluster.MINIK, "controller-manager", "--server", f"https://127.0.0.1:{port}", "--cert-dir", certs,
+             "--data-dir", self.c.dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            time.sleep(4)
+            self.assertEqual(lease()["holderIdentity"], holder)
+            self.assertIsNone(second.poll(), "the stand-by keeps running")
+        finally:
+            second.terminate()
+            out, _ = second.communicate(timeout=10)
+        self.assertIn("standing by", out)
+        self.assertNotIn("started", out)
+
     def test_deleted_pods_come_back(self):
         ns = self.ns("heal")
         self.k("-n", ns, "create", "deployment", "web", "--image=nginx", "--replicas=3")
