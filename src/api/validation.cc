@@ -367,7 +367,18 @@ void ValidateStatefulSet(const json& obj, const json* old, Causes& c) {
   const json& spec = Get(obj, "spec");
   ValidateReplicas(spec, "spec", c);
   ValidatePodTemplateLabels(spec, "spec", c);
-  ValidatePodSpec(Get(Get(spec, "template"), "spec"), "spec.template.spec", c, {"Always"});
+  // Containers may mount the claims of volumeClaimTemplates by name: they become volumes.
+  json pod_spec = Get(Get(spec, "template"), "spec");
+  const json& claims = Get(spec, "volumeClaimTemplates");
+  if (claims.is_array() && pod_spec.is_object()) {
+    for (const auto& t : claims) {
+      std::string n = Str(Get(t, "metadata"), "name");
+      if (!n.empty()) {
+        pod_spec["volumes"].push_back({{"name", n}, {"persistentVolumeClaim", {{"claimName", n}}}});
+      }
+    }
+  }
+  ValidatePodSpec(pod_spec, "spec.template.spec", c, {"Always"});
   std::string pmp = Str(spec, "podManagementPolicy");
   if (!pmp.empty() && pmp != "OrderedReady" && pmp != "Parallel") {
     NotSupported(c, "spec.podManagementPolicy", pmp, {"OrderedReady", "Parallel"});

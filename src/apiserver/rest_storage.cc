@@ -457,10 +457,11 @@ json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
   if (r.group.empty() && r.plural == "services") {
     alloc_lock = std::unique_lock(AllocationMutex());
   }
+  // Only a name the server made up may be made up again on a clash.
+  bool generated =
+      GetString(obj, "metadata.name").empty() && !GetString(obj, "metadata.generateName").empty();
   PrepareCreate(r, ns, obj);
   std::string name = GetString(obj, "metadata.name");
-  bool generated = !GetString(obj, "metadata.generateName").empty() &&
-                   name.rfind(GetString(obj, "metadata.generateName"), 0) == 0;
   if (o.dry_run) {
     return obj;
   }
