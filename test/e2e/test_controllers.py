@@ -204,6 +204,32 @@ spec:
         self.k("-n", ns, "scale", "deploy/web", "--replicas=2")
         wait_for(lambda: len(ips()) == 2, what="endpoints back")
 
+    def test_endpoint_slices_hold_100_and_change_one_at_a_time(self):
+        ns = self.ns("many")
+        self.k("-n", ns, "create", "deployment", "big", "--image=nginx", "--replicas=150", "--port=80")
+        self.k("-n", ns, "expose", "deploy/big", "--port=80")
+        self.k("-n", ns, "rollout", "status", "deploy/big", "--timeout=120s", timeout=150)
+
+        def slices():
+            return json.loads(self.k("-n", ns, "get", "endpointslices", "-l", "kubernetes.io/service-name=big",
+                                     "-o", "json").stdout)["items"]
+        wait_for(lambda: sum(len(s.get("endpoints") or []) for s in slices()) == 150, timeout=60,
+                 what="150 endpoints in slices")
+        before = slices()
+        self.assertEqual(len(before), 2)
+        self.assertEqual(sorted(len(s["endpoints"]) for s in before), [50, 100])
+        # One pod goes: its slice is rewritten, the other is left alone.
+        victim = before[0]["endpoints"][0]["targetRef"]["name"]
+        untouched = before[1]
+        self.k("-n", ns, "delete", "pod", victim, "--wait=false")
+        wait_for(lambda: all(victim not in [e["targetRef"]["name"] for e in s.get("endpoints") or []]
+                             for s in slices()) and sum(len(s.get("endpoints") or []) for s in slices()) == 150,
+                 timeout=60, what="the replacement in the slices")
+        after = {s["metadata"]["name"]: s for s in slices()}
+        self.assertEqual(after[untouched["metadata"]["name"]]["metadata"]["resourceVersion"],
+                         untouched["metadata"]["resourceVersion"])
+        self.k("delete", "namespace", ns, "--wait=false")
+
     def test_storage_provisioning(self):
         ns = self.ns("store")
         sc = self.k("get", "storageclass").stdout
