@@ -36,7 +36,23 @@ struct Request {
   std::string Param(const std::string& param, const std::string& def = "") const;
 };
 
-// How a handler answers: once with Send, or as a chunked stream.
+// A connection taken over after an HTTP upgrade (WebSocket, SPDY): raw bytes
+// both ways over TLS. One thread may read while another writes.
+class RawStream {
+ public:
+  virtual ~RawStream() = default;
+  // Blocks until some bytes arrive; 0 when the peer closed or on error.
+  virtual size_t Read(char* buf, size_t n) = 0;
+  // Writes everything; false when the peer is gone.
+  virtual bool Write(std::string_view data) = 0;
+  // Waits up to `timeout_ms` for bytes to read; true when Read would not block.
+  virtual bool WaitReadable(int timeout_ms) = 0;
+  // Shuts the connection down; a blocked Read returns 0.
+  virtual void Close() = 0;
+};
+
+// How a handler answers: once with Send, as a chunked stream, or by switching
+// protocols (101) and taking the connection over.
 class ResponseWriter {
  public:
   virtual ~ResponseWriter() = default;
@@ -48,6 +64,9 @@ class ResponseWriter {
   // True when the client closed its side (checked without blocking).
   virtual bool ClientGone() = 0;
   virtual bool sent() const = 0;
+  // Sends `status` (101 Switching Protocols) with `headers` and hands the
+  // connection over; it is closed when the returned stream is destroyed.
+  virtual std::unique_ptr<RawStream> Upgrade(int status, const Headers& headers) = 0;
 };
 
 using Handler = std::function<void(Request&, ResponseWriter&)>;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -100,10 +101,98 @@ std::multimap<std::string, std::string> ParseQuery(std::string_view q) {
 
 namespace {
 
+// The raw connection after an upgrade. OpenSSL's SSL object must not be used
+// by two threads at once, so reads wait for readability without the lock and
+// then read under it; writes take the same lock.
+class UpgradedStream : public RawStream {
+ public:
+  UpgradedStream(Stream& s, std::string pending) : stream_(s), pending_(std::move(pending)) {}
+  ~UpgradedStream() override { Close(); }
+
+  size_t Read(char* buf, size_t n) override {
+    if (!pending_.empty()) {
+      size_t k = std::min(n, pending_.size());
+      std::memcpy(buf, pending_.data(), k);
+      pending_.erase(0, k);
+      return k;
+    }
+    for (;;) {
+      if (closed_) {
+        return 0;
+      }
+      {
+        std::lock_guard lock(mu_);
+        if (SSL_pending(stream_.native_handle()) > 0) {
+          return ReadLocked(buf, n);
+        }
+      }
+      if (!WaitSocket(1000)) {
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      return ReadLocked(buf, n);
+    }
+  }
+
+  bool Write(std::string_view data) override {
+    std::lock_guard lock(mu_);
+    if (closed_) {
+      return false;
+    }
+    beast::error_code ec;
+    asio::write(stream_, asio::buffer(data.data(), data.size()), ec);
+    if (ec) {
+      closed_ = true;
+    }
+    return !ec;
+  }
+
+  bool WaitReadable(int timeout_ms) override {
+    if (!pending_.empty()) {
+      return true;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (SSL_pending(stream_.native_handle()) > 0) {
+        return true;
+      }
+    }
+    return WaitSocket(timeout_ms);
+  }
+
+  void Close() override {
+    bool was = closed_.exchange(true);
+    if (!was) {
+      beast::error_code ec;
+      stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
+    }
+  }
+
+ private:
+  bool WaitSocket(int timeout_ms) {
+    pollfd p{stream_.lowest_layer().native_handle(), POLLIN, 0};
+    return ::poll(&p, 1, timeout_ms) > 0;
+  }
+  size_t ReadLocked(char* buf, size_t n) {
+    beast::error_code ec;
+    size_t k = stream_.read_some(asio::buffer(buf, n), ec);
+    if (ec) {
+      closed_ = true;
+      return 0;
+    }
+    return k;
+  }
+
+  Stream& stream_;
+  std::string pending_;
+  std::mutex mu_;
+  std::atomic<bool> closed_{false};
+};
+
 class Writer : public ResponseWriter {
  public:
-  Writer(Stream& s, unsigned version, bool keep_alive)
-      : stream_(s), version_(version), keep_alive_(keep_alive) {}
+  Writer(Stream& s, unsigned version, bool keep_alive, beast::flat_buffer* buffer = nullptr)
+      : stream_(s), version_(version), keep_alive_(keep_alive), buffer_(buffer) {}
 
   void Send(int status, const Headers& headers, std::string body) override {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), version_};
@@ -169,14 +258,37 @@ class Writer : public ResponseWriter {
   bool sent() const override { return sent_; }
   bool failed() const { return failed_; }
   bool streaming() const { return streaming_; }
+  bool upgraded() const { return upgraded_; }
+
+  std::unique_ptr<RawStream> Upgrade(int status, const Headers& headers) override {
+    bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(status), version_};
+    for (auto& [k, v] : headers) {
+      res.set(k, v);
+    }
+    beast::error_code ec;
+    bhttp::write(stream_, res, ec);
+    sent_ = true;
+    upgraded_ = true;
+    failed_ = failed_ || ec.failed();
+    // Bytes the client sent after its request are the first of the new protocol.
+    std::string pending;
+    if (buffer_ && buffer_->size() > 0) {
+      auto data = buffer_->data();
+      pending.assign(static_cast<const char*>(data.data()), data.size());
+      buffer_->consume(buffer_->size());
+    }
+    return std::make_unique<UpgradedStream>(stream_, std::move(pending));
+  }
 
  private:
   Stream& stream_;
   unsigned version_;
   bool keep_alive_;
+  beast::flat_buffer* buffer_;
   bool sent_ = false;
   bool failed_ = false;
   bool streaming_ = false;
+  bool upgraded_ = false;
 };
 
 }  // namespace
@@ -316,7 +428,7 @@ struct Server::Impl {
       }
       req.body = std::move(msg.body());
       bool keep_alive = msg.keep_alive();
-      Writer w(stream, msg.version(), keep_alive);
+      Writer w(stream, msg.version(), keep_alive, &buffer);
       try {
         handler(req, w);
       } catch (const std::exception& e) {
@@ -330,6 +442,9 @@ struct Server::Impl {
       }
       if (!w.sent()) {
         w.Send(500, {}, "no response");
+      }
+      if (w.upgraded()) {
+        return;  // the handler owned the connection; it is done with it
       }
       if (w.streaming()) {
         w.EndStream();
