@@ -28,6 +28,8 @@ struct NodeConfig {
   uint16_t apiserver_host_port = 0;  // where the host reaches the API server (127.0.0.1)
   std::string store = "sqlite";
   int hollow_nodes = 0;
+  bool kubelet = true;
+  uint16_t kubelet_port = 10250;
 };
 
 enum class NodeState { kNonexistent, kStopped, kStarting, kRunning, kError };

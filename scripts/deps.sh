@@ -5,8 +5,8 @@ set -euo pipefail
 
 build_pkgs=(cmake make g++ pkg-config ccache libboost-dev nlohmann-json3-dev libyaml-dev
   libcurl4-openssl-dev catch2 libssl-dev libsqlite3-dev zlib1g-dev libcli11-dev libfmt-dev
-  libspdlog-dev openssl)
-test_pkgs=(etcd-server python3 python3-kubernetes curl iproute2 procps)
+  libspdlog-dev openssl libarchive-dev busybox-static)
+test_pkgs=(etcd-server python3 python3-kubernetes curl iproute2 procps docker-registry)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -76,7 +76,12 @@ class NativeDriver : public Driver {
                  "--node-dir",       node,
                  "--apiserver-port", std::to_string(c.apiserver_host_port),
                  "--store",          c.store,
-                 "--hollow-nodes",   std::to_string(c.hollow_nodes)};
+                 "--hollow-nodes",   std::to_string(c.hollow_nodes),
+                 "--node-name",      c.profile,
+                 "--kubelet-port",   std::to_string(c.kubelet_port)};
+    if (!c.kubelet) {
+      spec.argv.push_back("--no-kubelet");
+    }
     spec.log_file = node + "/logs/node-agent.log";
     spec.new_session = true;
     int pid = exec::StartProcess(spec);

@@ -378,7 +378,7 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     auto r = R("", "v1", "Pod", "pods", true);
     r.short_names = {"po"};
     r.categories = {"all"};
-    r.subresources = {"status", "binding"};
+    r.subresources = {"status", "binding", "log", "exec", "attach", "portforward"};
     r.reset_status_on_create = true;
     r.defaults = DefaultPod;
     r.validate = ValidatePod;

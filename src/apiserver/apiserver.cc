@@ -12,7 +12,9 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/http_client.h"
 #include "common/log.h"
+#include "common/tls_conn.h"
 #include "store/registry.h"
 
 namespace minik::apiserver {
@@ -533,6 +535,11 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
     ServeScale(req, w, r, ns, name);
     return;
   }
+  if (r.group.empty() && r.plural == "pods" &&
+      (sub == "log" || sub == "exec" || sub == "attach" || sub == "portforward")) {
+    ServeNodeProxy(req, w, ns, name, sub);
+    return;
+  }
   if (m == "GET") {
     if (name.empty()) {
       if (Truthy(req.Param("watch"))) {
@@ -951,6 +958,176 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
       return;
     }
   }
+}
+
+}  // namespace minik::apiserver
+
+namespace minik::apiserver {
+
+void ApiServer::ServeNodeProxy(http::Request& req, http::ResponseWriter& w, const std::string& ns,
+                               const std::string& name, const std::string& sub) {
+  const api::ResourceInfo* pods = registry_.Find("", "v1", "pods");
+  const api::ResourceInfo* nodes = registry_.Find("", "v1", "nodes");
+  json pod = storage_->Get(*pods, ns, name);
+  std::string node_name = GetString(pod, "spec.nodeName");
+  if (node_name.empty()) {
+    throw BadRequest("pod " + name + " does not have a host assigned");
+  }
+  json node = storage_->Get(*nodes, "", node_name);
+  if (GetString(node, "metadata.labels.type") == "hollow") {
+    throw BadRequest("pod " + name + " runs on the hollow node " + node_name +
+                     ", which simulates containers: logs, exec, attach and port-forward need a "
+                     "real node");
+  }
+  std::string host;
+  for (const auto& a : node["status"].value("addresses", json::array())) {
+    if (a.value("type", "") == "InternalIP") {
+      host = a.value("address", "");
+    }
+  }
+  int port = node["status"]
+                 .value("daemonEndpoints", json::object())
+                 .value("kubeletEndpoint", json::object())
+                 .value("Port", 10250);
+  if (host.empty()) {
+    throw StatusError(503, "ServiceUnavailable",
+                      "node " + node_name + " has no InternalIP address");
+  }
+  // Which container: the one named, or the only one.
+  std::string container = req.Param("container");
+  if (container.empty() && sub != "portforward") {
+    json cs = pod["spec"].value("containers", json::array());
+    if (cs.size() == 1) {
+      container = cs[0].value("name", "");
+    } else {
+      std::string names;
+      for (const auto& c : cs) {
+        names += (names.empty() ? "" : " ") + c.value("name", "");
+      }
+      throw BadRequest("a container name must be specified for pod " + name + ", choose one of: [" +
+                       names + "]");
+    }
+  }
+  std::string query;
+  for (const auto& [k, v] : req.query) {
+    if (k == "container") {
+      continue;
+    }
+    query += (query.empty() ? "?" : "&") + http::PercentEncode(k) + "=" + http::PercentEncode(v);
+  }
+  std::string path = sub == "log"           ? "/containerLogs/" + ns + "/" + name + "/" + container
+                     : sub == "portforward" ? "/portForward/" + ns + "/" + name
+                                            : "/" + sub + "/" + ns + "/" + name + "/" + container;
+  std::string ca = fs::ReadFile(opts_.cert_dir + "/ca.crt");
+  std::string cert = fs::ReadFile(opts_.cert_dir + "/apiserver-kubelet-client.crt");
+  std::string key = fs::ReadFile(opts_.cert_dir + "/apiserver-kubelet-client.key");
+  if (sub == "log") {
+    http::ClientOptions o;
+    o.ca_pem = ca;
+    o.cert_pem = cert;
+    o.key_pem = key;
+    o.timeout_ms = 0;
+    http::Client c("https://" + host + ":" + std::to_string(port), o);
+    bool started = false;
+    std::string early;
+    int status = 0;
+    http::ClientResponse r = c.Stream(path + query, [&](std::string_view data) {
+      if (!started) {
+        // The status is known once data arrives; errors are short, keep them whole.
+        early.append(data);
+        if (early.size() < 4096) {
+          return true;
+        }
+        if (!w.StartStream(200, {{"Content-Type", "text/plain"}})) {
+          return false;
+        }
+        started = true;
+        return w.WriteChunk(early);
+      }
+      return w.WriteChunk(data);
+    });
+    status = r.status;
+    if (started) {
+      return;
+    }
+    if (status == 0) {
+      throw StatusError(
+          500, "InternalError",
+          "Get \"https://" + host + ":" + std::to_string(port) + path + "\": " + r.error);
+    }
+    if (status != 200) {
+      while (!early.empty() && early.back() == '\n') {
+        early.pop_back();
+      }
+      throw StatusError(status == 404 ? 404 : 400, status == 404 ? "NotFound" : "BadRequest",
+                        early);
+    }
+    w.Send(200, {{"Content-Type", "text/plain"}}, early);
+    return;
+  }
+  // exec, attach, port-forward: the same request to the kubelet, then the
+  // upgraded connections are joined byte for byte.
+  std::unique_ptr<tls::Conn> kc;
+  try {
+    kc = tls::Conn::Dial(host, port, ca, cert, key);
+  } catch (const std::exception& e) {
+    throw StatusError(500, "InternalError", std::string("error dialing the kubelet: ") + e.what());
+  }
+  std::string head = req.method + " " + path + query + " HTTP/1.1\r\nHost: " + host + ":" +
+                     std::to_string(port) + "\r\n";
+  for (const auto& [k, v] : req.headers) {
+    std::string lk = k;
+    for (auto& ch : lk) {
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    if (lk == "host" || lk == "authorization" || lk == "content-length") {
+      continue;
+    }
+    head += k + ": " + v + "\r\n";
+  }
+  head += "Content-Length: 0\r\n\r\n";
+  if (!kc->Write(head)) {
+    throw StatusError(500, "InternalError", "the kubelet closed the connection");
+  }
+  http::Headers rh;
+  std::string reason;
+  int code = kc->ReadResponseHead(&rh, &reason);
+  if (code != 101) {
+    std::string body;
+    char buf[4096];
+    size_t k;
+    while (kc->WaitReadable(2000) && (k = kc->Read(buf, sizeof(buf))) > 0 && body.size() < 65536) {
+      body.append(buf, k);
+    }
+    throw StatusError(code >= 400 ? code : 500, code == 404 ? "NotFound" : "BadRequest",
+                      body.empty() ? reason : body);
+  }
+  http::Headers up;
+  for (const auto& [k, v] : rh) {
+    up[k] = v;
+  }
+  std::unique_ptr<http::RawStream> client = w.Upgrade(101, up);
+  http::RawStream* a = client.get();
+  http::RawStream* b = kc.get();
+  std::thread back([a, b] {
+    char buf[65536];
+    size_t k;
+    while ((k = b->Read(buf, sizeof(buf))) > 0) {
+      if (!a->Write(std::string_view(buf, k))) {
+        break;
+      }
+    }
+    a->Close();
+  });
+  char buf[65536];
+  size_t k;
+  while ((k = a->Read(buf, sizeof(buf))) > 0) {
+    if (!b->Write(std::string_view(buf, k))) {
+      break;
+    }
+  }
+  b->Close();
+  back.join();
 }
 
 }  // namespace minik::apiserver

@@ -44,6 +44,9 @@ class ApiServer {
                   const std::string& ns, const std::string& name);
   void ServeScale(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
                   const std::string& ns, const std::string& name);
+  // pods/log, exec, attach and portforward: proxied to the kubelet of the pod's node.
+  void ServeNodeProxy(http::Request& req, http::ResponseWriter& w, const std::string& ns,
+                      const std::string& name, const std::string& sub);
   json DecodeBody(const http::Request& req, const api::ResourceInfo& r, bool strict_default);
 
   Options opts_;

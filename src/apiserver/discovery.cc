@@ -24,6 +24,15 @@ SubresourceInfo Subresource(const api::ResourceInfo& r, const std::string& sub) 
   if (sub == "binding") {
     return {"", "v1", "Binding", {"create"}};
   }
+  if (sub == "log") {
+    return {"", "v1", "Pod", {"get"}};
+  }
+  if (sub == "exec" || sub == "attach") {
+    return {"", "v1", "PodExecOptions", {"create", "get"}};
+  }
+  if (sub == "portforward") {
+    return {"", "v1", "PodPortForwardOptions", {"create", "get"}};
+  }
   if (sub == "finalize") {
     return {r.group, r.version, r.kind, {"update"}};
   }

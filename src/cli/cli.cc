@@ -21,6 +21,8 @@ int Main(int argc, char** argv) {
   AddDelete(app, g);
   AddVersion(app);
   AddComponents(app);
+  AddEchoServer(app);
+  AddImage(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,8 +5,11 @@
 
 #include "apiserver/apiserver.h"
 #include "cli/commands.h"
+#include "common/exec.h"
 #include "common/log.h"
 #include "controllers/controller_manager.h"
+#include "kubelet/kubelet.h"
+#include "kubelet/shim.h"
 #include "node/hollow_nodes.h"
 #include "node/node_agent.h"
 #include "scheduler/scheduler.h"
@@ -43,6 +46,10 @@ void AddComponents(CLI::App& app) {
   na->add_option("--store", agent->store, "Store of the API server")->capture_default_str();
   na->add_option("--hollow-nodes", agent->hollow_nodes, "Simulated nodes to run")
       ->capture_default_str();
+  na->add_option("--node-name", agent->node_name, "Name of this node")->capture_default_str();
+  na->add_option("--kubelet-port", agent->kubelet_port, "Port of the kubelet's HTTPS API")
+      ->capture_default_str();
+  na->add_flag("!--no-kubelet", agent->kubelet, "Do not run the kubelet (control plane only)");
   na->callback([agent] {
     int rc = node::RunAgent(*agent);
     if (rc != 0) {
@@ -100,6 +107,47 @@ void AddComponents(CLI::App& app) {
       ->capture_default_str();
   hn->callback([hollow] {
     int rc = node::RunHollowNodes(*hollow);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
+  });
+
+  auto kl = std::make_shared<kubelet::KubeletOptions>();
+  CLI::App* kc = app.add_subcommand("kubelet", "Run the pods bound to this node as containers");
+  kc->group("Node components");
+  kc->add_option("--server", kl->server, "URL of the API server")->required();
+  kc->add_option("--cert-dir", kl->cert_dir,
+                 "Directory with ca.crt, kubelet.{crt,key}, kubelet-serving.{crt,key}")
+      ->required();
+  kc->add_option("--node-name", kl->node_name, "Name of this node")->required();
+  kc->add_option("--node-ip", kl->node_ip, "Address of this node")->capture_default_str();
+  kc->add_option("--root", kl->root, "The node's directory")->required();
+  kc->add_option("--pod-cidr", kl->pod_cidr, "Pod addresses of this node")->capture_default_str();
+  kc->add_option("--runtime", kl->runtime,
+                 "OCI runtime: runc or crun (default: the first installed)");
+  kc->add_option("--port", kl->port, "Port of the kubelet's HTTPS API")->capture_default_str();
+  kc->add_option("--bind-address", kl->bind_address, "Address of the kubelet's HTTPS API")
+      ->capture_default_str();
+  kc->callback([kl] {
+    kl->minik_binary = exec::SelfExe();
+    int rc = kubelet::RunKubelet(*kl);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
+  });
+
+  auto shim = std::make_shared<kubelet::ShimOptions>();
+  CLI::App* sh = app.add_subcommand("shim", "Supervise one container (started by the kubelet)");
+  sh->group("Node components");
+  sh->add_option("--id", shim->id, "Container id")->required();
+  sh->add_option("--state-dir", shim->state_dir, "The container's state directory")->required();
+  sh->add_option("--log", shim->log_file, "Log file")->required();
+  sh->add_option("--pid-file", shim->pid_file, "Where the runtime writes the container's pid")
+      ->required();
+  sh->add_flag("--stdin", shim->stdin_open, "Keep stdin open for attach");
+  sh->add_option("create", shim->create_argv, "The runtime's create command, after --")->required();
+  sh->callback([shim] {
+    int rc = kubelet::RunShim(*shim);
     if (rc != 0) {
       throw Exit{rc, ""};
     }

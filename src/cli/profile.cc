@@ -64,6 +64,8 @@ bool LoadProfile(const std::string& profile, ProfileConfig* out) {
   out->apiserver_port = c.value("apiserverPort", 0);
   out->store = c.value("store", "sqlite");
   out->hollow_nodes = c.value("hollowNodes", 0);
+  out->kubelet = c.value("kubelet", true);
+  out->kubelet_port = c.value("kubeletPort", 0);
   return true;
 }
 
@@ -73,7 +75,9 @@ void SaveProfile(const ProfileConfig& c) {
             {"driver", c.driver},
             {"apiserverPort", c.apiserver_port},
             {"store", c.store},
-            {"hollowNodes", c.hollow_nodes}};
+            {"hollowNodes", c.hollow_nodes},
+            {"kubelet", c.kubelet},
+            {"kubeletPort", c.kubelet_port}};
   fs::WriteFileAtomic(ProfileDir(c.name) + "/config.json", j.dump(2) + "\n", 0644);
 }
 

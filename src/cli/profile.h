@@ -21,6 +21,8 @@ struct ProfileConfig {
   uint16_t apiserver_port = 0;
   std::string store = "sqlite";
   int hollow_nodes = 0;
+  bool kubelet = true;
+  uint16_t kubelet_port = 0;
 };
 
 bool LoadProfile(const std::string& profile, ProfileConfig* out);

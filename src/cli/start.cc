@@ -20,6 +20,7 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
     bool keep = false;
     int wait_seconds = 120;
     int hollow_nodes = -1;
+    bool no_kubelet = false;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd =
@@ -29,6 +30,8 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
   cmd->add_option("--store", o->store, "Cluster state store: sqlite (durable) or memory");
   cmd->add_option("--hollow-nodes", o->hollow_nodes,
                   "Also run this many simulated nodes (as kwok does), to try controllers at scale");
+  cmd->add_flag("--no-kubelet", o->no_kubelet,
+                "Run only the control plane: no pods run on the node itself (hollow nodes still do)");
   cmd->add_flag("--keep-on-failure", o->keep,
                 "Leave what a failed start created in place, for debugging");
   cmd->add_option("--wait", o->wait_seconds, "Seconds to wait for the API server")
@@ -73,6 +76,8 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
     std::string dir = ProfileDir(g.profile);
     if (!exists) {
       cfg.apiserver_port = FreePort();
+      cfg.kubelet_port = FreePort();
+      cfg.kubelet = !o->no_kubelet;
     }
     Credentials creds;
     Steps steps;
@@ -99,6 +104,8 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
           nc.apiserver_host_port = cfg.apiserver_port;
           nc.store = cfg.store;
           nc.hollow_nodes = cfg.hollow_nodes;
+          nc.kubelet = cfg.kubelet;
+          nc.kubelet_port = cfg.kubelet_port ? cfg.kubelet_port : 10250;
           driver->Start(nc);
         },
         [&] {

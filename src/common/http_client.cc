@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include <strings.h>
+
 #include <memory>
 #include <mutex>
 
@@ -40,6 +42,18 @@ void SetBlob(CURL* c, CURLoption opt, const std::string& s) {
   curl_easy_setopt(c, opt, &b);
 }
 
+void SetTls(CURL* h, const ClientOptions& opts) {
+  if (opts.system_cas) {
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  } else if (opts.ca_pem.empty()) {
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+  } else {
+    SetBlob(h, CURLOPT_CAINFO_BLOB, opts.ca_pem);
+  }
+}
+
 ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opts,
                        const std::string& method, const std::string& body,
                        const std::string& content_type, const std::string& accept,
@@ -62,12 +76,7 @@ ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opt
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opts.timeout_ms);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts.connect_timeout_ms);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  if (opts.ca_pem.empty()) {
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-  } else {
-    SetBlob(h, CURLOPT_CAINFO_BLOB, opts.ca_pem);
-  }
+  SetTls(h, opts);
   if (!opts.cert_pem.empty()) {
     SetBlob(h, CURLOPT_SSLCERT_BLOB, opts.cert_pem);
     curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
@@ -108,7 +117,67 @@ ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opt
   return r;
 }
 
+struct SendState {
+  CURL* h;
+  ClientResponse* r;
+  const ClientRequest* req;
+  int status = -1;  // of the response whose body is arriving, read once per response
+  bool aborted = false;
+};
+
+// A status line starts each response's headers (several when redirects are
+// followed); only the last response's headers are kept.
+size_t OnSendHeader(char* ptr, size_t size, size_t n, void* user) {
+  auto* st = static_cast<SendState*>(user);
+  std::string_view line(ptr, size * n);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+    line.remove_suffix(1);
+  }
+  if (line.substr(0, 5) == "HTTP/") {
+    st->r->headers.clear();
+    st->status = -1;
+  } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+      value.remove_prefix(1);
+    }
+    st->r->headers.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+  }
+  return size * n;
+}
+
+size_t OnSendData(char* ptr, size_t size, size_t n, void* user) {
+  auto* st = static_cast<SendState*>(user);
+  if (st->status < 0) {
+    long status = 0;
+    curl_easy_getinfo(st->h, CURLINFO_RESPONSE_CODE, &status);
+    st->status = static_cast<int>(status);
+  }
+  std::string_view data(ptr, size * n);
+  if (st->req->on_data && st->status >= 200 && st->status < 300) {
+    if (!st->req->on_data(data)) {
+      st->aborted = true;
+      return 0;
+    }
+    return size * n;
+  }
+  // Error bodies are kept for the message, but not without bound.
+  if (st->r->body.size() < (1 << 20)) {
+    st->r->body.append(data);
+  }
+  return size * n;
+}
+
 }  // namespace
+
+std::string ClientResponse::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k.size() == name.size() && strncasecmp(k.data(), name.data(), k.size()) == 0) {
+      return v;
+    }
+  }
+  return "";
+}
 
 Client::Client(std::string base_url, ClientOptions opts)
     : base_(std::move(base_url)), opts_(std::move(opts)) {
@@ -139,6 +208,82 @@ ClientResponse Client::Stream(const std::string& path,
                               const std::atomic<bool>* cancel) {
   return Perform(static_cast<CURL*>(handle_), base_ + path, opts_, "GET", "", "",
                  "application/json", &on_data, cancel);
+}
+
+ClientResponse Client::Send(const ClientRequest& req) {
+  auto* h = static_cast<CURL*>(handle_);
+  ClientResponse r;
+  SendState st{h, &r, &req};
+  std::string url = req.url.find("://") != std::string::npos ? req.url : base_ + req.url;
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, OnSendData);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, OnSendHeader);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, req.follow_redirects ? 1L : 0L);
+  curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+  // Registries redirect blob downloads to storage that must not receive their
+  // credentials; curl drops Authorization when the host changes unless told otherwise.
+  curl_easy_setopt(h, CURLOPT_UNRESTRICTED_AUTH, 0L);
+  long timeout = req.timeout_ms < 0 ? opts_.timeout_ms : req.timeout_ms;
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, timeout == 0 ? 1024L : 0L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, timeout == 0 ? 60L : 0L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opts_.connect_timeout_ms);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  SetTls(h, opts_);
+  if (!opts_.cert_pem.empty()) {
+    SetBlob(h, CURLOPT_SSLCERT_BLOB, opts_.cert_pem);
+    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+    SetBlob(h, CURLOPT_SSLKEY_BLOB, opts_.key_pem);
+    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+  }
+  curl_slist* headers = nullptr;
+  for (const auto& [k, v] : req.headers) {
+    headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  }
+  if (req.method == "GET" || req.method == "HEAD") {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, -1L);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_NOBODY, req.method == "HEAD" ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, nullptr);
+  } else {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req.body.data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    // curl would otherwise add `Expect: 100-continue` to large bodies and wait for it.
+    headers = curl_slist_append(headers, "Expect:");
+  }
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+  CURLcode rc = curl_easy_perform(h);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  curl_slist_free_all(headers);
+  // Leave the handle as Do and Stream expect it.
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, nullptr);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, nullptr);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 0L);
+  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 0L);
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  r.status = static_cast<int>(status);
+  char* ct = nullptr;
+  curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
+  if (ct) {
+    r.content_type = ct;
+  }
+  char* eff = nullptr;
+  curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
+  if (eff) {
+    r.effective_url = eff;
+  }
+  if (rc != CURLE_OK) {
+    r.error = st.aborted ? "aborted by the receiver" : curl_easy_strerror(rc);
+  }
+  return r;
 }
 
 }  // namespace minik::http

@@ -121,16 +121,26 @@ class UpgradedStream : public RawStream {
         return 0;
       }
       {
+        // Try a read that cannot block before waiting on the socket: the TLS
+        // engine may already hold whole records (in OpenSSL's BIO pair or
+        // Asio's input buffer) that polling the socket cannot see. Clients
+        // that write many small records (Go's SPDY framer writes each field
+        // separately) would otherwise stall until their next packet.
         std::lock_guard lock(mu_);
-        if (SSL_pending(stream_.native_handle()) > 0) {
-          return ReadLocked(buf, n);
+        auto& socket = stream_.lowest_layer();
+        beast::error_code ec, ignored;
+        socket.non_blocking(true, ignored);
+        size_t k = stream_.read_some(asio::buffer(buf, n), ec);
+        socket.non_blocking(false, ignored);
+        if (!ec) {
+          return k;
+        }
+        if (ec != asio::error::would_block && ec != asio::error::try_again) {
+          closed_ = true;
+          return 0;
         }
       }
-      if (!WaitSocket(1000)) {
-        continue;
-      }
-      std::lock_guard lock(mu_);
-      return ReadLocked(buf, n);
+      WaitSocket(1000);
     }
   }
 
@@ -153,7 +163,9 @@ class UpgradedStream : public RawStream {
     }
     {
       std::lock_guard lock(mu_);
-      if (SSL_pending(stream_.native_handle()) > 0) {
+      SSL* ssl = stream_.native_handle();
+      // Decrypted bytes, or records read from the socket but not yet decrypted.
+      if (SSL_pending(ssl) > 0 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) {
         return true;
       }
     }
@@ -173,16 +185,6 @@ class UpgradedStream : public RawStream {
     pollfd p{stream_.lowest_layer().native_handle(), POLLIN, 0};
     return ::poll(&p, 1, timeout_ms) > 0;
   }
-  size_t ReadLocked(char* buf, size_t n) {
-    beast::error_code ec;
-    size_t k = stream_.read_some(asio::buffer(buf, n), ec);
-    if (ec) {
-      closed_ = true;
-      return 0;
-    }
-    return k;
-  }
-
   Stream& stream_;
   std::string pending_;
   std::mutex mu_;
@@ -424,7 +426,9 @@ struct Server::Impl {
         req.query = ParseQuery(std::string_view(req.target).substr(q + 1));
       }
       for (auto& f : msg) {
-        req.headers[std::string(f.name_string())] = std::string(f.value());
+        // Repeated headers (X-Stream-Protocol-Version, ...) join as one comma-separated value.
+        std::string& v = req.headers[std::string(f.name_string())];
+        v += (v.empty() ? "" : ", ") + std::string(f.value());
       }
       req.body = std::move(msg.body());
       bool keep_alive = msg.keep_alive();

@@ -82,6 +82,28 @@ void EnsureClientCert(const std::string& cert_dir, const std::string& name, cons
   fs::WriteFileAtomic(crt, kp.cert_pem, 0644);
 }
 
+void EnsureKubeletServingCert(const std::string& cert_dir, const std::string& node_name,
+                              const std::string& address) {
+  std::string crt = cert_dir + "/kubelet-serving.crt";
+  std::string key = cert_dir + "/kubelet-serving.key";
+  if (fs::Exists(crt) && fs::Exists(key)) {
+    return;
+  }
+  tls::KeyPair ca{fs::ReadFile(cert_dir + "/ca.crt"), fs::ReadFile(cert_dir + "/ca.key")};
+  tls::CertRequest req;
+  req.common_name = "system:node:" + node_name;
+  req.organizations = {"system:nodes"};
+  req.server = true;
+  req.dns_names = {node_name, "localhost"};
+  req.ip_addresses = {"127.0.0.1"};
+  if (address != "127.0.0.1") {
+    req.ip_addresses.push_back(address);
+  }
+  tls::KeyPair kp = tls::IssueCert(ca, req);
+  fs::WriteFileAtomic(key, kp.key_pem, 0600);
+  fs::WriteFileAtomic(crt, kp.cert_pem, 0644);
+}
+
 void EnsureServingCert(const std::string& cert_dir, const std::string& advertise_address) {
   std::string crt = cert_dir + "/apiserver.crt";
   std::string key = cert_dir + "/apiserver.key";
@@ -124,6 +146,10 @@ int RunAgent(const AgentOptions& opts) {
   EnsureClientCert(certs, "controller-manager", "system:kube-controller-manager", {});
   EnsureClientCert(certs, "scheduler", "system:kube-scheduler", {});
   EnsureClientCert(certs, "hollow-nodes", "system:node:hollow", {"system:nodes"});
+  EnsureClientCert(certs, "kubelet", "system:node:" + opts.node_name, {"system:nodes"});
+  EnsureClientCert(certs, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                   {"system:masters"});
+  EnsureKubeletServingCert(certs, opts.node_name, opts.advertise_address);
 
   std::string self = exec::SelfExe();
   std::vector<Component> comps;
@@ -138,6 +164,13 @@ int RunAgent(const AgentOptions& opts) {
                              "--data-dir", opts.node_dir}});
   comps.push_back(
       Component{"scheduler", {self, "scheduler", "--server", server, "--cert-dir", certs}});
+  if (opts.kubelet) {
+    comps.push_back(
+        Component{"kubelet",
+                  {self, "kubelet", "--server", server, "--cert-dir", certs, "--node-name",
+                   opts.node_name, "--node-ip", opts.advertise_address, "--root", opts.node_dir,
+                   "--port", std::to_string(opts.kubelet_port)}});
+  }
   if (opts.hollow_nodes > 0) {
     comps.push_back(Component{"hollow-nodes",
                               {self, "hollow-nodes", "--server", server, "--cert-dir", certs,

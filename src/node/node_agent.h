@@ -16,6 +16,9 @@ struct AgentOptions {
   std::string advertise_address = "127.0.0.1";
   std::string store = "sqlite";
   int hollow_nodes = 0;  // simulated nodes to run beside the control plane
+  std::string node_name = "minik";
+  bool kubelet = true;  // run pods as real containers on this node
+  uint16_t kubelet_port = 10250;
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.
@@ -24,5 +27,8 @@ int RunAgent(const AgentOptions& opts);
 // Writes the API server's serving certificate into `cert_dir` (which holds
 // ca.crt and ca.key) unless a valid one is there.
 void EnsureServingCert(const std::string& cert_dir, const std::string& advertise_address);
+// The kubelet's serving certificate (for its HTTPS API) in `cert_dir`.
+void EnsureKubeletServingCert(const std::string& cert_dir, const std::string& node_name,
+                              const std::string& address);
 
 }  // namespace minik::node

@@ -50,8 +50,10 @@ class Cluster:
         api_client = config.new_client_from_config(config_file=self.env["KUBECONFIG"])
         return client, api_client
 
-    def start(self):
-        return self.minik("start")
+    def start(self, *args):
+        """Starts the cluster. Most tests need no containers and pass
+        --no-kubelet; the kubelet's own tests start the real node."""
+        return self.minik("start", *args)
 
     def delete(self):
         try:

@@ -19,7 +19,7 @@ class ControllersTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster("e2e-ctl")
-        cls.c.minik("start", "--hollow-nodes", "3")
+        cls.c.minik("start", "--hollow-nodes", "3", "--no-kubelet")
         wait_for(lambda: len(names(cls.c, "nodes")) == 3, what="3 hollow nodes")
 
     @classmethod

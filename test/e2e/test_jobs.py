@@ -50,7 +50,7 @@ class JobsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster("e2e-jobs")
-        out = cls.c.minik("start", "--hollow-nodes", "2").stdout
+        out = cls.c.minik("start", "--hollow-nodes", "2", "--no-kubelet").stdout
         assert "Done!" in out, out
         wait_for(lambda: len(cls.c.kubectl_json("get", "nodes")["items"]) == 2, timeout=30,
                  what="two hollow nodes")

@@ -150,7 +150,7 @@ class StatefulSetDaemonSetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster("e2e-sts")
-        cls.c.minik("start", "--hollow-nodes", "3")
+        cls.c.minik("start", "--hollow-nodes", "3", "--no-kubelet")
         wait_for(lambda: len(names(cls.c, "nodes")) == 3, what="3 hollow nodes")
 
     @classmethod

@@ -1,0 +1,386 @@
+#include "kubelet/kubelet.h"
+
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+
+#include "client/client.h"
+#include "client/events.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "kubelet/pod_worker.h"
+#include "kubelet/server.h"
+
+namespace minik::kubelet {
+namespace {
+
+std::string OsImage() {
+  std::ifstream in("/etc/os-release");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("PRETTY_NAME=", 0) == 0) {
+      std::string v = line.substr(12);
+      if (v.size() >= 2 && v.front() == '"') {
+        v = v.substr(1, v.size() - 2);
+      }
+      return v;
+    }
+  }
+  return "Linux";
+}
+
+int64_t MemTotalBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemTotal:") {
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+class Kubelet {
+ public:
+  explicit Kubelet(const KubeletOptions& o) : o_(o) {
+    ctx_.client = std::make_shared<client::Client>(
+        client::Config::FromCertDir(o.server, o.cert_dir, "kubelet"));
+    ctx_.events = std::make_shared<client::EventRecorder>(ctx_.client, "kubelet", o.node_name);
+    ctx_.paths.root = o.root;
+    fs::MakeDirs(ctx_.paths.RuntimeRoot(), 0700);
+    fs::MakeDirs(o.root + "/kubelet/pods", 0750);
+    fs::MakeDirs(o.root + "/log/pods", 0755);
+    ctx_.runtime = NewOciRuntime(o.runtime, ctx_.paths.RuntimeRoot());
+    CniConfig cni;
+    cni.subnet = o.pod_cidr;
+    cni.state_dir = ctx_.paths.CniDir();
+    ctx_.network = std::make_unique<PodNetwork>(cni);
+    ctx_.images = std::make_unique<images::ImageStore>(ctx_.paths.ImagesDir());
+    ctx_.node_name = o.node_name;
+    ctx_.node_ip = o.node_ip;
+    ctx_.minik_binary = o.minik_binary;
+  }
+
+  void Run(const std::atomic<bool>& stop) {
+    images::EnsureBuiltinImages(*ctx_.images, o_.minik_binary,
+                                [](const std::string& s) { log::Info("images: {}", s); });
+    RegisterNode();
+    server_ = StartServer(ctx_, o_, [this](const std::string& ns, const std::string& name) {
+      return Worker(ns, name);
+    });
+    pods_ = std::make_shared<client::Informer>(ctx_.client, client::resources::kPods, "",
+                                               "spec.nodeName=" + o_.node_name);
+    pods_->AddHandlers({[this](const client::Object& p) { Changed(p); },
+                        [this](const client::Object&, const client::Object& p) { Changed(p); },
+                        [this](const client::Object& p) { Gone(p); }});
+    pods_->Start();
+    auto next_lease = std::chrono::steady_clock::now();
+    auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!stop) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= next_lease) {
+        try {
+          RenewLease();
+        } catch (const std::exception& e) {
+          log::Warn("lease: {}", e.what());
+        }
+        next_lease = now + std::chrono::seconds(10);
+      }
+      if (now >= next_status) {
+        try {
+          UpdateNodeStatus();
+        } catch (const std::exception& e) {
+          log::Warn("node status: {}", e.what());
+        }
+        next_status = now + std::chrono::seconds(60);
+      }
+      Reap();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    pods_->Stop();
+    server_.reset();
+  }
+
+  // Stops every pod's containers (node shutdown, `minik stop`).
+  void StopAll() {
+    std::map<std::string, std::unique_ptr<PodWorker>> all;
+    {
+      std::lock_guard lock(mu_);
+      all.swap(workers_);
+    }
+    std::vector<std::thread> ts;
+    for (auto& [_, w] : all) {
+      ts.emplace_back([&w] { w->Shutdown(); });
+    }
+    for (auto& t : ts) {
+      t.join();
+    }
+  }
+
+  void DetachAll() {
+    std::lock_guard lock(mu_);
+    for (auto& [_, w] : workers_) {
+      w->Detach();
+    }
+  }
+
+ private:
+  PodWorker* Worker(const std::string& ns, const std::string& name) {
+    std::lock_guard lock(mu_);
+    for (auto& [_, w] : workers_) {
+      client::Object p = pods_->Get(ns + "/" + name);
+      if (p && GetString(*p, "metadata.uid") == w->uid()) {
+        return w.get();
+      }
+    }
+    return nullptr;
+  }
+
+  void Changed(const client::Object& p) {
+    std::string uid = GetString(*p, "metadata.uid");
+    std::lock_guard lock(mu_);
+    auto it = workers_.find(uid);
+    if (it == workers_.end()) {
+      workers_[uid] = std::make_unique<PodWorker>(ctx_, p);
+    } else {
+      it->second->Update(p);
+    }
+  }
+
+  void Gone(const client::Object& p) {
+    std::lock_guard lock(mu_);
+    auto it = workers_.find(GetString(*p, "metadata.uid"));
+    if (it != workers_.end()) {
+      it->second->Deleted();
+    }
+  }
+
+  void Reap() {
+    std::vector<std::unique_ptr<PodWorker>> done;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = workers_.begin(); it != workers_.end();) {
+        if (it->second->finished()) {
+          done.push_back(std::move(it->second));
+          it = workers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    // Workers join their threads outside the lock.
+  }
+
+  json NodeStatus() {
+    std::string now = FormatTime(Now());
+    json cond = json::array();
+    auto add = [&](const char* type, const char* status, const char* reason, const char* msg) {
+      cond.push_back({{"type", type},
+                      {"status", status},
+                      {"reason", reason},
+                      {"message", msg},
+                      {"lastHeartbeatTime", now},
+                      {"lastTransitionTime", now}});
+    };
+    add("MemoryPressure", "False", "KubeletHasSufficientMemory",
+        "kubelet has sufficient memory available");
+    add("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure");
+    add("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available");
+    add("Ready", "True", "KubeletReady", "kubelet is posting ready status");
+    struct statvfs vfs;
+    int64_t disk =
+        statvfs(o_.root.c_str(), &vfs) == 0 ? int64_t(vfs.f_blocks) * int64_t(vfs.f_frsize) : 0;
+    int64_t mem = MemTotalBytes();
+    json capacity = {{"cpu", std::to_string(sysconf(_SC_NPROCESSORS_ONLN))},
+                     {"memory", std::to_string(mem / 1024) + "Ki"},
+                     {"pods", "110"},
+                     {"ephemeral-storage", std::to_string(disk / 1024) + "Ki"},
+                     {"hugepages-2Mi", "0"}};
+    // Allocatable keeps 100Mi of memory back for the system, as kubelet's eviction threshold does.
+    json allocatable = capacity;
+    allocatable["memory"] =
+        std::to_string(std::max<int64_t>(0, mem - 100 * 1024 * 1024) / 1024) + "Ki";
+    utsname u;
+    uname(&u);
+    json images_list = json::array();
+    {
+      for (const auto& img : ctx_.images->List()) {
+        json names = json::array();
+        for (const auto& d : img.digests) {
+          names.push_back(d);
+        }
+        for (const auto& r : img.refs) {
+          names.push_back(r);
+        }
+        images_list.push_back({{"names", names}, {"sizeBytes", img.size}});
+      }
+    }
+    return {{"capacity", capacity},
+            {"allocatable", allocatable},
+            {"conditions", cond},
+            {"addresses",
+             {{{"type", "InternalIP"}, {"address", o_.node_ip}},
+              {{"type", "Hostname"}, {"address", o_.node_name}}}},
+            {"daemonEndpoints", {{"kubeletEndpoint", {{"Port", o_.port}}}}},
+            {"nodeInfo",
+             {{"machineID", o_.node_name},
+              {"systemUUID", o_.node_name},
+              {"bootID", boot_id_},
+              {"kernelVersion", u.release},
+              {"osImage", OsImage()},
+              {"containerRuntimeVersion", ctx_.runtime->Version()},
+              {"kubeletVersion", "v1.32.0"},
+              {"kubeProxyVersion", "v1.32.0"},
+              {"operatingSystem", "linux"},
+              {"architecture", "amd64"}}},
+            {"images", images_list}};
+  }
+
+  void RegisterNode() {
+    boot_id_ = NewUid();
+    json node = {{"apiVersion", "v1"},
+                 {"kind", "Node"},
+                 {"metadata",
+                  {{"name", o_.node_name},
+                   {"labels",
+                    {{"kubernetes.io/hostname", o_.node_name},
+                     {"kubernetes.io/os", "linux"},
+                     {"kubernetes.io/arch", "amd64"},
+                     {"beta.kubernetes.io/os", "linux"},
+                     {"beta.kubernetes.io/arch", "amd64"},
+                     {"node-role.kubernetes.io/control-plane", ""},
+                     {"node.kubernetes.io/exclude-from-external-load-balancers", ""}}},
+                   {"annotations",
+                    {{"node.alpha.kubernetes.io/ttl", "0"},
+                     {"volumes.kubernetes.io/controller-managed-attach-detach", "true"}}}}},
+                 {"spec", {{"podCIDR", o_.pod_cidr}, {"podCIDRs", {o_.pod_cidr}}}},
+                 {"status", NodeStatus()}};
+    for (int attempt = 0;; ++attempt) {
+      try {
+        ctx_.client->Post("/api/v1/nodes", node);
+        log::Info("registered node {}", o_.node_name);
+        ctx_.events->Event(node, "Normal", "RegisteredNode",
+                           "Node " + o_.node_name + " registered");
+        break;
+      } catch (const client::ApiError& e) {
+        if (e.code == 409) {
+          UpdateNodeStatus();
+          break;
+        }
+        if (attempt > 100) {
+          throw;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    }
+    RenewLease();
+  }
+
+  void UpdateNodeStatus() {
+    json cur = ctx_.client->Get("/api/v1/nodes/" + o_.node_name);
+    json next = cur;
+    next["status"] = NodeStatus();
+    // Conditions keep their transition times when they did not change.
+    for (auto& c : next["status"]["conditions"]) {
+      for (const auto& o : cur["status"].value("conditions", json::array())) {
+        if (o.value("type", "") == c.value("type", "") &&
+            o.value("status", "") == c.value("status", "")) {
+          c["lastTransitionTime"] =
+              o.value("lastTransitionTime", c.value("lastTransitionTime", ""));
+        }
+      }
+    }
+    ctx_.client->Put("/api/v1/nodes/" + o_.node_name + "/status", next);
+  }
+
+  void RenewLease() {
+    std::string path =
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/" + o_.node_name;
+    std::string now = FormatMicroTime(Now());
+    try {
+      ctx_.client->Patch(
+          path,
+          {{"spec",
+            {{"holderIdentity", o_.node_name}, {"renewTime", now}, {"leaseDurationSeconds", 40}}}});
+    } catch (const client::ApiError& e) {
+      if (e.code != 404) {
+        throw;
+      }
+      json node = ctx_.client->Get("/api/v1/nodes/" + o_.node_name);
+      ctx_.client->Post(
+          "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+          {{"apiVersion", "coordination.k8s.io/v1"},
+           {"kind", "Lease"},
+           {"metadata",
+            {{"name", o_.node_name},
+             {"namespace", "kube-node-lease"},
+             {"ownerReferences",
+              {{{"apiVersion", "v1"},
+                {"kind", "Node"},
+                {"name", o_.node_name},
+                {"uid", GetString(node, "metadata.uid")}}}}}},
+           {"spec",
+            {{"holderIdentity", o_.node_name}, {"leaseDurationSeconds", 40}, {"renewTime", now}}}});
+    }
+    // A node marked NotReady while the kubelet was away reports Ready again.
+    json node = ctx_.client->Get("/api/v1/nodes/" + o_.node_name);
+    for (const auto& c : node["status"].value("conditions", json::array())) {
+      if (c.value("type", "") == "Ready" && c.value("status", "") != "True") {
+        UpdateNodeStatus();
+      }
+    }
+  }
+
+  KubeletOptions o_;
+  KubeletContext ctx_;
+  std::string boot_id_;
+  std::shared_ptr<client::Informer> pods_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<PodWorker>> workers_;
+  std::unique_ptr<http::Server> server_;
+};
+
+}  // namespace
+
+int RunKubelet(const KubeletOptions& opts) {
+  log::SetComponent("kubelet");
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  std::atomic<bool> stop{false};
+  Kubelet k(opts);
+  std::thread runner([&] {
+    try {
+      k.Run(stop);
+    } catch (const std::exception& e) {
+      log::Error("{}", e.what());
+      kill(getpid(), SIGUSR1);
+    }
+  });
+  int sig = 0;
+  sigwait(&set, &sig);
+  stop = true;
+  runner.join();
+  if (sig == SIGTERM) {
+    // The node is going down: containers stop with it.
+    log::Info("stopping every pod's containers");
+    k.StopAll();
+  } else {
+    k.DetachAll();
+  }
+  return sig == SIGUSR1 ? 1 : 0;
+}
+
+}  // namespace minik::kubelet
