@@ -113,6 +113,16 @@ class NativeDriver : public Driver {
 
   void Delete(const std::string& profile, const std::string& profile_dir) override {
     Stop(profile, profile_dir);
+    // The node-agent cleans up when it stops; if it died, do it here.
+    if (fs::Exists(NodeDir(profile_dir) + "/run")) {
+      exec::Command cleanup;
+      cleanup.argv = {exec::SelfExe(), "node-cleanup", "--node-dir", NodeDir(profile_dir),
+                      "--node-name", profile};
+      exec::Result r = exec::Run(cleanup);
+      if (!r.ok()) {
+        throw Error("clean up node " + profile + ": " + exec::Describe(cleanup, r));
+      }
+    }
     fs::RemoveAll(NodeDir(profile_dir));
   }
 

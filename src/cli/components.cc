@@ -136,6 +136,17 @@ void AddComponents(CLI::App& app) {
     }
   });
 
+  auto cleanup_dir = std::make_shared<std::string>();
+  auto cleanup_node = std::make_shared<std::string>("minik");
+  CLI::App* cl = app.add_subcommand(
+      "node-cleanup", "Remove every container, pod network and mount a node's kubelet made");
+  cl->group("Node components");
+  cl->add_option("--node-dir", *cleanup_dir, "The node's directory")->required();
+  cl->add_option("--node-name", *cleanup_node, "The node's name")->capture_default_str();
+  cl->callback([cleanup_dir, cleanup_node] {
+    kubelet::CleanupNode(*cleanup_dir, kubelet::BridgeName(*cleanup_node));
+  });
+
   auto shim = std::make_shared<kubelet::ShimOptions>();
   CLI::App* sh = app.add_subcommand("shim", "Supervise one container (started by the kubelet)");
   sh->group("Node components");

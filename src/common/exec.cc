@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,16 @@
 extern char** environ;
 
 namespace minik::exec {
+
+void CloseFrom(int first) {
+  if (syscall(SYS_close_range, static_cast<unsigned>(first), ~0U, 0) == 0) {
+    return;
+  }
+  for (int fd = first; fd < 65536; ++fd) {
+    close(fd);
+  }
+}
+
 namespace {
 
 Runner& TestRunner() {
@@ -58,6 +69,7 @@ Result RunReal(const Command& cmd) {
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
+    CloseFrom(3);
     signal(SIGPIPE, SIG_DFL);
     execve(path.empty() ? argv[0] : path.c_str(), argv.data(), envp.data());
     dprintf(2, "exec %s: %s", argv[0], std::strerror(errno));
@@ -250,6 +262,8 @@ int StartProcess(const Spawn& spec) {
     int out = log_fd >= 0 ? log_fd : devnull;
     dup2(out, 1);
     dup2(out, 2);
+    // Nothing of the parent's (listening sockets above all) may outlive it in a daemon.
+    CloseFrom(3);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

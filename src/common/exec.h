@@ -53,5 +53,7 @@ int StartProcess(const Spawn& spec);
 std::string SelfExe();
 // True when a process with this PID exists and is not a zombie.
 bool ProcessAlive(int pid);
+// Closes every file descriptor from `first` up (in a child before exec).
+void CloseFrom(int first);
 
 }  // namespace minik::exec

@@ -5,12 +5,19 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <sys/mount.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <thread>
 #include <map>
 
 #include "client/client.h"
 #include "client/events.h"
 #include "common/clock.h"
+#include "common/exec.h"
 #include "common/fs.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -60,6 +67,7 @@ class Kubelet {
     fs::MakeDirs(o.root + "/log/pods", 0755);
     ctx_.runtime = NewOciRuntime(o.runtime, ctx_.paths.RuntimeRoot());
     CniConfig cni;
+    cni.bridge = BridgeName(o.node_name);
     cni.subnet = o.pod_cidr;
     cni.state_dir = ctx_.paths.CniDir();
     ctx_.network = std::make_unique<PodNetwork>(cni);
@@ -349,6 +357,82 @@ class Kubelet {
 };
 
 }  // namespace
+
+std::string BridgeName(const std::string& node_name) {
+  std::string b = "mk-" + node_name;
+  return b.substr(0, 15);
+}
+
+void CleanupNode(const std::string& root, const std::string& bridge) {
+  Paths paths{root};
+  // Containers first: nothing may keep mounts or namespaces busy.
+  try {
+    auto rt = NewOciRuntime("", paths.RuntimeRoot());
+    for (const auto& c : rt->List()) {
+      try {
+        rt->Kill(c.id, SIGKILL, true);
+      } catch (const std::exception&) {
+      }
+    }
+    for (int i = 0; i < 50; ++i) {
+      bool running = false;
+      for (const auto& c : rt->List()) {
+        running = running || c.status == "running";
+      }
+      if (!running) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (const auto& c : rt->List()) {
+      try {
+        rt->Delete(c.id, true);
+      } catch (const std::exception& e) {
+        log::Warn("cleanup: {}", e.what());
+      }
+    }
+  } catch (const std::exception& e) {
+    log::Warn("cleanup: {}", e.what());
+  }
+  // Pod networks, from what CNI ADD returned.
+  CniConfig cni;
+  cni.bridge = bridge;
+  cni.subnet = "0.0.0.0/0";
+  cni.state_dir = paths.CniDir();
+  PodNetwork net(cni);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(paths.CniDir() + "/results", ec)) {
+    std::string uid = e.path().stem().string();
+    try {
+      net.Del(uid, paths.Netns(uid), "", "");
+    } catch (const std::exception& ex) {
+      log::Warn("cleanup: {}", ex.what());
+    }
+  }
+  // Every mount under the node's directory, deepest first.
+  std::vector<std::string> mounts;
+  std::ifstream in("/proc/self/mounts");
+  std::string dev, target, rest;
+  while (in >> dev >> target && std::getline(in, rest)) {
+    if (target == root || target.rfind(root + "/", 0) == 0) {
+      mounts.push_back(target);
+    }
+  }
+  std::sort(mounts.begin(), mounts.end(), [](const std::string& a, const std::string& b) {
+    return a.size() > b.size();
+  });
+  for (const auto& m : mounts) {
+    if (umount2(m.c_str(), MNT_DETACH) != 0) {
+      log::Warn("cleanup: unmount {}: {}", m, std::strerror(errno));
+    }
+  }
+  for (const auto& e : std::filesystem::directory_iterator(root + "/run/netns", ec)) {
+    unlink(e.path().c_str());
+  }
+  exec::Command del;
+  del.argv = {"ip", "link", "del", bridge};
+  exec::Run(del);  // absent is fine
+}
 
 int RunKubelet(const KubeletOptions& opts) {
   log::SetComponent("kubelet");

@@ -30,3 +30,17 @@ struct KubeletOptions {
 int RunKubelet(const KubeletOptions& opts);
 
 }  // namespace minik::kubelet
+
+namespace minik::kubelet {
+
+// Removes everything a kubelet made on the node, whether or not it still runs:
+// every container of its runtime root, each pod's network (CNI DEL from the
+// cached results, so iptables rules go too), the network namespaces, every
+// mount under the node's directory, and the bridge. For `minik stop` and
+// `minik delete`; safe to repeat.
+void CleanupNode(const std::string& root, const std::string& bridge);
+
+// The bridge interface of a node: `mk-` and the node's name (15 characters at most).
+std::string BridgeName(const std::string& node_name);
+
+}  // namespace minik::kubelet

@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "kubelet/exec.h"
 #include "kubelet/shim.h"
 
 namespace minik::kubelet {
@@ -196,7 +197,19 @@ std::unique_ptr<http::Server> StartServer(KubeletContext& ctx, const KubeletOpti
             });
             return;
           }
-          Fail(w, 501, p[0] + " is not served by this kubelet yet");
+          if (p[0] == "portForward") {
+            ServePortForward(ctx, *worker, req, w);
+            return;
+          }
+          if (p.size() < 4) {
+            Fail(w, 400, "a container name is required");
+            return;
+          }
+          if (p[0] == "exec") {
+            ServeExec(ctx, *worker, p[3], req, w);
+          } else {
+            ServeAttach(ctx, *worker, p[3], req, w);
+          }
           return;
         }
         Fail(w, 404, "404 page not found");

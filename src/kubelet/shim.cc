@@ -18,6 +18,7 @@
 #include <ctime>
 #include <vector>
 
+#include "common/exec.h"
 #include "common/fs.h"
 #include "common/json.h"
 
@@ -176,6 +177,7 @@ int RunShim(const ShimOptions& o) {
     dup2(o.stdin_open ? in[0] : devnull, 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
+    exec::CloseFrom(3);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

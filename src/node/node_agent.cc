@@ -267,6 +267,16 @@ int RunAgent(const AgentOptions& opts) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
+  // Whatever the kubelet could not stop (it may have died) goes now.
+  if (opts.kubelet) {
+    exec::Command cleanup;
+    cleanup.argv = {exec::SelfExe(), "node-cleanup", "--node-dir", opts.node_dir, "--node-name",
+                    opts.node_name};
+    exec::Result r = exec::Run(cleanup);
+    if (!r.ok()) {
+      log::Warn("{}", exec::Describe(cleanup, r));
+    }
+  }
   WriteStatus(opts.node_dir, comps, "Stopped");
   log::Info("stopped");
   return 0;
