@@ -396,7 +396,8 @@ std::vector<std::string> PodWorker::EnvFor(const json& c, const images::ImageCon
       std::string n = from["configMapRef"].value("name", "");
       try {
         json cm = ctx_.client->Get("/api/v1/namespaces/" + ns_ + "/configmaps/" + n);
-        for (auto& [k, v] : cm.value("data", json::object()).items()) {
+        const json data = cm.value("data", json::object());
+        for (auto& [k, v] : data.items()) {
           set(prefix + k, v.get<std::string>());
         }
       } catch (const client::ApiError& e) {
@@ -408,7 +409,8 @@ std::vector<std::string> PodWorker::EnvFor(const json& c, const images::ImageCon
       std::string n = from["secretRef"].value("name", "");
       try {
         json s = ctx_.client->Get("/api/v1/namespaces/" + ns_ + "/secrets/" + n);
-        for (auto& [k, v] : s.value("data", json::object()).items()) {
+        const json data = s.value("data", json::object());
+        for (auto& [k, v] : data.items()) {
           set(prefix + k, Unbase64(v.get<std::string>()));
         }
       } catch (const client::ApiError& e) {
@@ -480,7 +482,7 @@ bool PodWorker::StartContainer(const json& c, ContainerRec& rec, bool init) {
   try {
     std::string policy = c.value("imagePullPolicy", "IfNotPresent");
     image = ctx_.images->Find(image_ref);
-    if (!image || policy == "Always") {
+    if (!image || (policy == "Always" && !images::IsBuiltin(*image))) {
       if (policy == "Never") {
         rec.waiting_reason = "ErrImageNeverPull";
         rec.waiting_message =
@@ -529,7 +531,7 @@ bool PodWorker::StartContainer(const json& c, ContainerRec& rec, bool init) {
       snprintf(buf, sizeof(buf), "%.3fs", secs);
       ctx_.events->Event(pod, "Normal", "Pulled",
                          "Successfully pulled image \"" + image_ref + "\" in " + buf);
-    } else if (!init || true) {
+    } else {
       ctx_.events->Event(pod, "Normal", "Pulled",
                          "Container image \"" + image_ref + "\" already present on machine");
     }
@@ -613,15 +615,18 @@ bool PodWorker::StartContainer(const json& c, ContainerRec& rec, bool init) {
     plan.stdin_open = c.value("stdin", false);
     plan.tty = c.value("tty", false);
     std::string etc = ctx_.paths.PodDir(uid_) + "/etc";
-    plan.mounts.push_back({etc + "/hosts", "/etc/hosts", false});
-    plan.mounts.push_back({etc + "/hostname", "/etc/hostname", false});
-    plan.mounts.push_back({etc + "/resolv.conf", "/etc/resolv.conf", false});
+    plan.mounts.push_back({etc + "/hosts", "/etc/hosts", false, "bind", {}});
+    plan.mounts.push_back({etc + "/hostname", "/etc/hostname", false, "bind", {}});
+    plan.mounts.push_back({etc + "/resolv.conf", "/etc/resolv.conf", false, "bind", {}});
     std::string term = dir + "/termination-log";
     if (!fs::Exists(term)) {
       fs::WriteFileAtomic(term, "", 0666);
     }
-    plan.mounts.push_back(
-        {term, c.value("terminationMessagePath", std::string("/dev/termination-log")), false});
+    plan.mounts.push_back({term,
+                           c.value("terminationMessagePath", std::string("/dev/termination-log")),
+                           false,
+                           "bind",
+                           {}});
     for (const auto& vm : c.value("volumeMounts", json::array())) {
       std::string vname = vm.value("name", "");
       auto it = volume_paths_.find(vname);

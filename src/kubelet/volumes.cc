@@ -66,7 +66,7 @@ void WriteAtomic(const std::string& dir, const Files& files) {
       }
       struct stat st;
       if (old != content.first || stat(p.c_str(), &st) != 0 ||
-          (st.st_mode & 07777) != content.second) {
+          static_cast<int>(st.st_mode & 07777) != content.second) {
         same = false;
         break;
       }
@@ -175,10 +175,6 @@ void ConfigMapFiles(const VolumeContext& ctx, const std::string& ns, const json&
                         src.value("optional", false), "configmap \"" + name + "\"");
   if (cm.is_null()) {
     return;
-  }
-  json data = cm.value("data", json::object());
-  for (auto& [k, v] : cm.value("binaryData", json::object()).items()) {
-    data[k] = v;  // binary data is base64 in JSON; decoded below per key
   }
   Files tmp;
   AddKeys(src, cm.value("data", json::object()), false, tmp, def_mode,

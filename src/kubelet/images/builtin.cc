@@ -217,6 +217,10 @@ void BuildEchoServer(ImageStore& store, const std::string& minik_binary, const P
 
 }  // namespace
 
+bool IsBuiltin(const Image& image) {
+  return image.config.labels.is_object() && image.config.labels.contains(kBinaryLabel);
+}
+
 void EnsureBuiltinImages(ImageStore& store, const std::string& minik_binary,
                          const Progress& progress) {
   // Tars are built under tmp/, which a collection empties unless an operation

@@ -138,4 +138,8 @@ class ImageStore {
 void EnsureBuiltinImages(ImageStore& store, const std::string& minik_binary,
                          const Progress& progress = nullptr);
 
+// Whether minik built the image itself (EnsureBuiltinImages). No registry has
+// these, so the kubelet never pulls them, whatever the pull policy says.
+bool IsBuiltin(const Image& image);
+
 }  // namespace minik::kubelet::images

@@ -1,0 +1,237 @@
+"""The kubelet with real containers (runc, CNI, overlayfs) on a `minik
+start`ed cluster (native driver), driven with the real kubectl."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+import urllib.request
+
+import images
+from cluster import Cluster, wait_for
+
+
+class KubeletTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster("e2e-kubelet")
+        cls.c.start()
+        wait_for(lambda: "Ready" in cls.c.kubectl("get", "node", "e2e-kubelet", check=False).stdout,
+                 timeout=60, what="the node to be Ready")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.delete()
+
+    def k(self, *args, **kw):
+        return self.c.kubectl(*args, **kw)
+
+    def apply(self, manifest):
+        self.k("apply", "-f", "-", input=manifest)
+
+    def ready(self, name, ns="default", timeout=60):
+        self.k("-n", ns, "wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={timeout}s", timeout=timeout + 10)
+
+    def pod(self, name, ns="default"):
+        return json.loads(self.k("-n", ns, "get", "pod", name, "-o", "json").stdout)
+
+    def test_echo_server_logs_exec_port_forward_cp(self):
+        self.k("run", "echo", "--image=minik/echo-server", "--port=8080")
+        self.ready("echo")
+        ip = self.pod("echo")["status"]["podIP"]
+        self.assertRegex(ip, r"^10\.244\.0\.\d+$")
+        body = urllib.request.urlopen(f"http://{ip}:8080/hello?x=1", timeout=5).read().decode()
+        self.assertIn("Hostname: echo", body)
+        self.assertIn("real path=/hello", body)
+        self.assertIn("echo-server listening on :8080", self.k("logs", "echo").stdout)
+
+        r = self.k("exec", "echo", "--", "/minik", "version", check=False)
+        self.assertIn("minik version", r.stdout)
+        self.k("run", "shell", "--image=busybox", "--", "sleep", "3600")
+        self.ready("shell")
+        r = self.k("exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+        self.assertEqual(r.returncode, 3)
+        self.assertEqual(r.stdout, "out\n")
+        self.assertIn("err", r.stderr)
+        self.assertEqual(self.k("exec", "-i", "shell", "--", "cat", input="piped\n").stdout, "piped\n")
+
+        local = os.path.join(self.c.dir, "up.txt")
+        with open(local, "w") as f:
+            f.write("copied up\n")
+        self.k("cp", local, "shell:/tmp/up.txt")
+        self.assertEqual(self.k("exec", "shell", "--", "cat", "/tmp/up.txt").stdout, "copied up\n")
+        self.k("exec", "shell", "--", "sh", "-c", "echo copied down > /tmp/down.txt")
+        back = os.path.join(self.c.dir, "down.txt")
+        self.k("cp", "shell:/tmp/down.txt", back)
+        with open(back) as f:
+            self.assertEqual(f.read(), "copied down\n")
+
+        pf = subprocess.Popen(["kubectl", "port-forward", "pod/echo", "0:8080"], env=self.c.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = pf.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 8080"
+            port = int(line.split(":")[1].split()[0])
+            for i in range(3):
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/pf{i}", timeout=5).read().decode()
+                self.assertIn(f"real path=/pf{i}", body)
+        finally:
+            pf.terminate()
+            pf.wait(timeout=10)
+
+    def test_configmap_and_secret_as_files_and_env(self):
+        self.k("create", "configmap", "app-cfg", "--from-literal=greeting=hello", "--from-literal=color=blue")
+        self.k("create", "secret", "generic", "app-sec", "--from-literal=password=s3cret")
+        self.apply("""apiVersion: v1
+kind: Pod
+metadata: {name: configured}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: app-cfg, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: app-sec, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    envFrom: [{prefix: CFG_, configMapRef: {name: app-cfg}}]
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec, readOnly: true}
+    - {name: scratch, mountPath: /scratch}
+  volumes:
+  - {name: cfg, configMap: {name: app-cfg}}
+  - {name: sec, secret: {secretName: app-sec, defaultMode: 0400}}
+  - {name: scratch, emptyDir: {medium: Memory}}
+""")
+        self.ready("configured")
+        env = self.k("exec", "configured", "--", "env").stdout
+        for line in ["GREETING=hello", "PASSWORD=s3cret", "POD_NAME=configured", "CFG_color=blue"]:
+            self.assertIn(line, env)
+        self.assertEqual(self.k("exec", "configured", "--", "cat", "/etc/cfg/greeting").stdout, "hello")
+        self.assertEqual(self.k("exec", "configured", "--", "cat", "/etc/sec/password").stdout, "s3cret")
+        mode = self.k("exec", "configured", "--", "stat", "-L", "-c", "%a", "/etc/sec/password").stdout.strip()
+        self.assertEqual(mode, "400")
+        self.assertIn("tmpfs", self.k("exec", "configured", "--", "sh", "-c", "grep /scratch /proc/mounts").stdout)
+        # A changed ConfigMap reaches the mounted file.
+        self.k("patch", "configmap", "app-cfg", "-p", '{"data":{"greeting":"changed"}}')
+        wait_for(lambda: self.k("exec", "configured", "--", "cat", "/etc/cfg/greeting").stdout == "changed",
+                 timeout=40, interval=1, what="the configmap update in the volume")
+
+    def test_crash_loop_backs_off(self):
+        self.k("run", "crasher", "--image=busybox", "--", "sh", "-c", "echo about to fail; exit 2")
+
+        def restarts():
+            st = self.pod("crasher")["status"].get("containerStatuses", [{}])[0]
+            return st.get("restartCount", 0), st
+        wait_for(lambda: restarts()[0] >= 2, timeout=60, interval=1, what="two restarts")
+        count, st = restarts()
+        self.assertEqual(st["lastState"]["terminated"]["exitCode"], 2)
+        self.assertEqual(st["lastState"]["terminated"]["reason"], "Error")
+        wait_for(lambda: "CrashLoopBackOff" in self.k("get", "pod", "crasher").stdout, timeout=30,
+                 what="CrashLoopBackOff in kubectl get")
+        self.assertRegex(self.k("get", "pod", "crasher").stdout, r"crasher\s+0/1\s+CrashLoopBackOff\s+[2-9]")
+        self.assertIn("about to fail", self.k("logs", "crasher", "--previous").stdout)
+
+    def test_readiness_probe_keeps_pod_out_of_ready(self):
+        self.apply("""apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    readinessProbe:
+      exec: {command: [cat, /tmp/ready]}
+      periodSeconds: 1
+""")
+        wait_for(lambda: self.pod("unready")["status"].get("phase") == "Running", what="running")
+        time.sleep(3)
+        conds = {c["type"]: c["status"] for c in self.pod("unready")["status"]["conditions"]}
+        self.assertEqual(conds["Ready"], "False")
+        self.assertIn("0/1", self.k("get", "pod", "unready").stdout)
+        self.k("exec", "unready", "--", "touch", "/tmp/ready")
+        self.ready("unready", timeout=20)
+
+    def test_graceful_deletion_sends_sigterm_first(self):
+        marker_dir = os.path.join(self.c.dir, "graceful")
+        self.apply(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'trap "echo got TERM > /out/term; exit 0" TERM; while true; do sleep 0.2; done']
+    volumeMounts: [{{name: out, mountPath: /out}}]
+  volumes:
+  - {{name: out, hostPath: {{path: {marker_dir}, type: DirectoryOrCreate}}}}
+""")
+        self.ready("graceful")
+        t0 = time.time()
+        self.k("delete", "pod", "graceful", timeout=30)
+        self.assertLess(time.time() - t0, 5)
+        with open(os.path.join(marker_dir, "term")) as f:
+            self.assertEqual(f.read(), "got TERM\n")
+
+    def test_images_from_a_registry_and_an_archive(self):
+        reg = images.Registry()
+        try:
+            ref = reg.push("e2e/marker", "1.0", "from the registry\n")
+            self.k("run", "pulled", f"--image={ref}", "--restart=Never")
+            wait_for(lambda: self.pod("pulled")["status"].get("phase") == "Succeeded", timeout=60,
+                     what="the pulled image to run")
+            self.assertEqual(self.k("logs", "pulled").stdout, "from the registry\n")
+        finally:
+            reg.stop()
+        archive = os.path.join(self.c.dir, "saved.tar")
+        images.docker_save_archive(archive, "example.com/saved:2", "from the archive\n")
+        out = self.c.minik("image", "load", archive).stdout
+        self.assertIn("example.com/saved:2", out)
+        self.assertIn("example.com/saved", self.c.minik("image", "ls").stdout)
+        self.k("run", "loaded", "--image=example.com/saved:2", "--restart=Never", "--image-pull-policy=Never")
+        wait_for(lambda: self.pod("loaded")["status"].get("phase") == "Succeeded", timeout=60,
+                 what="the loaded image to run")
+        self.assertEqual(self.k("logs", "loaded").stdout, "from the archive\n")
+        # A missing image says where it looked.
+        self.k("run", "missing", "--image=127.0.0.1:1/nowhere:1")
+        st = wait_for(lambda: (self.pod("missing")["status"].get("containerStatuses") or [{}])[0]
+                      .get("state", {}).get("waiting"), what="a waiting reason")
+        wait_for(lambda: (self.pod("missing")["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                          in ("ErrImagePull", "ImagePullBackOff")), what="ErrImagePull")
+        self.assertIn("127.0.0.1:1", self.pod("missing")["status"]["containerStatuses"][0]["state"]["waiting"]["message"])
+
+    def test_zz_kubelet_kill_9_keeps_containers(self):
+        self.k("create", "namespace", "survivors")
+        self.k("-n", "survivors", "create", "deployment", "sleepers", "--image=busybox", "--replicas=20",
+               "--", "sleep", "3600")
+        self.k("-n", "survivors", "rollout", "status", "deploy/sleepers", "--timeout=120s", timeout=150)
+        before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["containerID"]
+                  for p in json.loads(self.k("-n", "survivors", "get", "pods", "-o", "json").stdout)["items"]}
+        self.assertEqual(len(before), 20)
+        status = json.load(open(os.path.join(self.c.env["MINIK_HOME"], "profiles", self.c.profile, "node",
+                                             "status.json")))
+        os.kill(status["components"]["kubelet"]["pid"], signal.SIGKILL)
+        time.sleep(2)
+
+        def back():
+            s = json.load(open(os.path.join(self.c.env["MINIK_HOME"], "profiles", self.c.profile, "node",
+                                            "status.json")))
+            return s["components"]["kubelet"]["state"] == "Running" and s["components"]["kubelet"]["pid"]
+        wait_for(back, timeout=30, what="the kubelet to be restarted")
+        # After it is back: same containers, no restarts, all Ready.
+        time.sleep(3)
+        pods = json.loads(self.k("-n", "survivors", "get", "pods", "-o", "json").stdout)["items"]
+        after = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["containerID"] for p in pods}
+        self.assertEqual(before, after)
+        for p in pods:
+            self.assertEqual(p["status"]["containerStatuses"][0]["restartCount"], 0, p["metadata"]["name"])
+        wait_for(lambda: all(c["status"] == "True" for p in json.loads(self.k("-n", "survivors", "get", "pods", "-o", "json").stdout)["items"]
+                             for c in p["status"]["conditions"] if c["type"] == "Ready"), what="all Ready")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
