@@ -6,9 +6,11 @@ set -euo pipefail
 build_pkgs=(cmake make g++ pkg-config ccache libboost-dev nlohmann-json3-dev libyaml-dev
   libcurl4-openssl-dev catch2 libssl-dev libsqlite3-dev zlib1g-dev libcli11-dev libfmt-dev
   libspdlog-dev openssl libarchive-dev busybox-static)
-test_pkgs=(etcd-server python3 python3-kubernetes curl iproute2 procps docker-registry)
+# What the kubelet runs pods with.
+runtime_pkgs=(runc containernetworking-plugins iptables iproute2)
+test_pkgs=(etcd-server python3 python3-kubernetes curl procps docker-registry docker.io)
 
-want=("${build_pkgs[@]}")
+want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   want+=("${test_pkgs[@]}")
 fi

@@ -491,6 +491,7 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
   {
     auto r = R("", "v1", "ServiceAccount", "serviceaccounts", true);
     r.short_names = {"sa"};
+    r.subresources = {"token"};
     r.columns = Cols({NameCol(),
                       Col("Secrets", "string", 0,
                           "Secrets is a list of the secrets in the same namespace that pods "

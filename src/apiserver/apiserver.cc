@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "common/http_client.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/tls_conn.h"
 #include "store/registry.h"
 
@@ -157,6 +158,22 @@ uint16_t ApiServer::Start() {
   store_ = store::Create(opts_.store, so);
   storage_ = std::make_unique<RestStorage>(*store_, registry_, types_);
   Bootstrap();
+  std::string sa_key = opts_.cert_dir + "/sa.key";
+  if (!fs::Exists(sa_key)) {
+    fs::WriteFileAtomic(sa_key, tls::GenerateKeyPem(), 0600);
+  }
+  tokens_ = std::make_unique<ServiceAccountTokens>(
+      jwt::Key(fs::ReadFile(sa_key)),
+      [this](const std::string& plural, const std::string& ns, const std::string& name) {
+        try {
+          return storage_->Get(*registry_.Find("", "v1", plural), ns, name);
+        } catch (const StatusError& e) {
+          if (e.code() == 404) {
+            return json();
+          }
+          throw;
+        }
+      });
   http::ServerOptions ho;
   ho.address = opts_.bind_address;
   ho.port = opts_.port;
@@ -269,6 +286,22 @@ void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {
                  {"platform", "linux/amd64"}});
       return;
     }
+    std::string auth = req.Header("Authorization");
+    if (!req.authenticated && auth.rfind("Bearer ", 0) == 0) {
+      std::string why;
+      std::optional<Identity> id = tokens_->Authenticate(auth.substr(7), &why);
+      if (!id) {
+        log::Debug("{} {}: bearer token refused: {}", req.method, req.target, why);
+        throw api::Unauthorized();
+      }
+      req.authenticated = true;
+      req.user = id->user;
+      req.uid = id->uid;
+      req.groups = id->groups;
+      for (auto& [k, v] : id->extra.items()) {
+        req.extra[k] = v.get<std::vector<std::string>>();
+      }
+    }
     if (!req.authenticated) {
       throw api::Unauthorized();
     }
@@ -295,6 +328,57 @@ void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {
       WriteStatus(w, BadRequest(e.what()));
     }
   }
+}
+
+void ApiServer::ServeAuthentication(http::Request& req, http::ResponseWriter& w,
+                                    const std::string& what) {
+  if (req.method != "POST") {
+    throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
+  }
+  auto user_info = [](const std::string& user, const std::string& uid,
+                      std::vector<std::string> groups, const json& extra) {
+    if (std::find(groups.begin(), groups.end(), "system:authenticated") == groups.end()) {
+      groups.push_back("system:authenticated");
+    }
+    json u = {{"username", user}, {"groups", groups}};
+    if (!uid.empty()) {
+      u["uid"] = uid;
+    }
+    if (!extra.empty()) {
+      u["extra"] = extra;
+    }
+    return u;
+  };
+  bool self = what == "selfsubjectreviews";
+  json body = DecodeTyped(
+      req, "authentication.k8s.io/v1", self ? "SelfSubjectReview" : "TokenReview",
+      self ? "authentication.v1.SelfSubjectReview" : "authentication.v1.TokenReview", false);
+  json out = {{"apiVersion", "authentication.k8s.io/v1"},
+              {"metadata", {{"creationTimestamp", FormatTime(Now())}}}};
+  if (self) {
+    out["kind"] = "SelfSubjectReview";
+    json extra = json::object();
+    for (const auto& [k, v] : req.extra) {
+      extra[k] = v;
+    }
+    out["status"] = {{"userInfo", user_info(req.user, req.uid, req.groups, extra)}};
+  } else {
+    out["kind"] = "TokenReview";
+    json spec = body.value("spec", json::object());
+    std::string token = spec.is_object() ? spec.value("token", "") : "";
+    out["spec"] = spec;
+    std::string why;
+    std::optional<Identity> id = token.empty() ? std::nullopt : tokens_->Authenticate(token, &why);
+    if (id) {
+      out["status"] = {{"authenticated", true},
+                       {"user", user_info(id->user, id->uid, id->groups, id->extra)},
+                       {"audiences", json::array({kServiceAccountIssuer})}};
+    } else {
+      out["status"] = {{"user", json::object()},
+                       {"error", token.empty() ? "spec.token: Required value" : why}};
+    }
+  }
+  WriteJson(w, 201, out);
 }
 
 void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
@@ -353,6 +437,11 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
     version = segs[1];
     rest = 2;
   } else if (segs[0] == "apis") {
+    if (segs.size() == 4 && segs[1] == "authentication.k8s.io" && segs[2] == "v1" &&
+        (segs[3] == "selfsubjectreviews" || segs[3] == "tokenreviews")) {
+      ServeAuthentication(req, w, segs[3]);
+      return;
+    }
     if (segs.size() == 1) {
       discovery(neg.aggregated_discovery
                     ? AggregatedDiscovery(registry_, false, neg.discovery_version)
@@ -424,6 +513,12 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
 
 json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
                            bool strict_default) {
+  return DecodeTyped(req, r.api_version(), r.kind, r.type_name, strict_default);
+}
+
+json ApiServer::DecodeTyped(const http::Request& req, const std::string& api_version,
+                            const std::string& kind_want, const std::string& type_name,
+                            bool strict_default) {
   std::string media = MediaType(req.Header("Content-Type"));
   std::string validation = req.Param("fieldValidation", strict_default ? "Strict" : "Warn");
   if (validation != "Strict" && validation != "Warn" && validation != "Ignore") {
@@ -438,17 +533,16 @@ json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
   if (media == "application/vnd.kubernetes.protobuf") {
     try {
       api::ProtobufEnvelope env = api::DecodeEnvelope(req.body);
-      const api::ResourceInfo* target = registry_.FindKind(env.api_version, env.kind);
-      if (!target) {
-        throw StatusError(400, "BadRequest",
-                          "protobuf bodies of kind " + env.api_version + " " + env.kind +
-                              " are not served by this server");
-      }
-      if (target != &r) {
+      if (env.api_version != api_version || env.kind != kind_want) {
+        if (!registry_.FindKind(env.api_version, env.kind)) {
+          throw StatusError(400, "BadRequest",
+                            "protobuf bodies of kind " + env.api_version + " " + env.kind +
+                                " are not served by this server");
+        }
         throw BadRequest("the body holds a " + env.api_version + " " + env.kind +
-                         ", but the request is for " + r.group_resource());
+                         ", but the request is for a " + api_version + " " + kind_want);
       }
-      obj = api::DecodeMessage(types_, r.type_name, env.raw);
+      obj = api::DecodeMessage(types_, type_name, env.raw);
       obj["apiVersion"] = env.api_version;
       obj["kind"] = env.kind;
     } catch (const api::ProtobufError& e) {
@@ -473,15 +567,15 @@ json ApiServer::DecodeBody(const http::Request& req, const api::ResourceInfo& r,
   }
   std::string av = obj.value("apiVersion", "");
   std::string kind = obj.value("kind", "");
-  if (!av.empty() && av != r.api_version()) {
+  if (!av.empty() && av != api_version) {
     throw BadRequest("the API version in the data (" + av +
-                     ") does not match the expected API version (" + r.api_version() + ")");
+                     ") does not match the expected API version (" + api_version + ")");
   }
-  if (!kind.empty() && kind != r.kind) {
+  if (!kind.empty() && kind != kind_want) {
     throw BadRequest("the kind in the data (" + kind + ") does not match the expected kind (" +
-                     r.kind + ")");
+                     kind_want + ")");
   }
-  api::FieldProblems problems = api::CheckFields(types_, r.type_name, obj);
+  api::FieldProblems problems = api::CheckFields(types_, type_name, obj);
   if (!problems.errors.empty()) {
     std::string msg;
     for (const auto& e : problems.errors) {
@@ -560,6 +654,13 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
     return;
   }
   if (m == "POST") {
+    if (!name.empty() && sub == "token" && r.plural == "serviceaccounts") {
+      WriteJson(w, 201,
+                tokens_->Issue(ns, name,
+                               DecodeTyped(req, "authentication.k8s.io/v1", "TokenRequest",
+                                           "authentication.v1.TokenRequest", false)));
+      return;
+    }
     if (!name.empty() && sub == "binding" && r.plural == "pods") {
       json binding = ParseJson(req.body).value;
       std::string node = GetString(binding, "target.name");

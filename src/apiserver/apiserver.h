@@ -7,6 +7,7 @@
 
 #include "api/resources.h"
 #include "api/types.h"
+#include "apiserver/auth.h"
 #include "apiserver/rest_storage.h"
 #include "common/http.h"
 #include "store/store.h"
@@ -16,7 +17,9 @@ namespace minik::apiserver {
 struct Options {
   std::string bind_address = "127.0.0.1";
   uint16_t port = 8443;
-  std::string cert_dir;  // ca.crt, apiserver.crt, apiserver.key
+  // ca.crt, apiserver.crt, apiserver.key; sa.key (the service account
+  // signing key) is made there when missing.
+  std::string cert_dir;
   std::string store = "sqlite";
   std::string data_dir;
   std::string advertise_address = "127.0.0.1";
@@ -48,12 +51,18 @@ class ApiServer {
   void ServeNodeProxy(http::Request& req, http::ResponseWriter& w, const std::string& ns,
                       const std::string& name, const std::string& sub);
   json DecodeBody(const http::Request& req, const api::ResourceInfo& r, bool strict_default);
+  // A body of a kind that is not a stored resource (TokenRequest, TokenReview, ...).
+  json DecodeTyped(const http::Request& req, const std::string& api_version,
+                   const std::string& kind, const std::string& type_name, bool strict_default);
+  // authentication.k8s.io: selfsubjectreviews and tokenreviews (create only).
+  void ServeAuthentication(http::Request& req, http::ResponseWriter& w, const std::string& what);
 
   Options opts_;
   const api::ResourceRegistry& registry_;
   const api::TypeTable& types_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<RestStorage> storage_;
+  std::unique_ptr<ServiceAccountTokens> tokens_;
   std::unique_ptr<http::Server> server_;
   std::atomic<bool> ready_{false};
   uint16_t port_ = 0;

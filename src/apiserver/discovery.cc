@@ -33,6 +33,9 @@ SubresourceInfo Subresource(const api::ResourceInfo& r, const std::string& sub) 
   if (sub == "portforward") {
     return {"", "v1", "PodPortForwardOptions", {"create", "get"}};
   }
+  if (sub == "token") {
+    return {"authentication.k8s.io", "v1", "TokenRequest", {"create"}};
+  }
   if (sub == "finalize") {
     return {r.group, r.version, r.kind, {"update"}};
   }

@@ -1,7 +1,6 @@
 #include "apiserver/rest_storage.h"
 
 #include <arpa/inet.h>
-#include <openssl/evp.h>
 
 #include <mutex>
 #include <random>
@@ -10,6 +9,8 @@
 #include "api/patch.h"
 #include "api/status.h"
 #include "api/validation.h"
+#include "apiserver/auth.h"
+#include "common/base64.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -55,31 +56,6 @@ json SpecPart(const json& obj) {
   return o;
 }
 
-std::string Base64Url(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::string Unbase64(const std::string& in) {
-  std::string out(3 * in.size() / 4 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) {
-    return "";
-  }
-  size_t pad = 0;
-  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) {
-    ++pad;
-  }
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
-
 uint32_t ParseIPv4(const std::string& s, bool* ok) {
   in_addr a;
   *ok = inet_pton(AF_INET, s.c_str(), &a) == 1;
@@ -104,12 +80,12 @@ constexpr int kNodePortMin = 30000, kNodePortMax = 32767;
 
 std::string EncodeContinue(int64_t revision, const std::string& key) {
   json t = {{"v", "meta.k8s.io/v1"}, {"rv", revision}, {"start", key + std::string(1, '\0')}};
-  return Base64Url(t.dump());
+  return base64::Encode(t.dump());
 }
 
 bool DecodeContinue(const std::string& token, int64_t* revision, std::string* key) {
   try {
-    json t = json::parse(Unbase64(token));
+    json t = json::parse(base64::Decode(token).value_or(""));
     *revision = t.at("rv").get<int64_t>();
     std::string start = t.at("start").get<std::string>();
     if (!start.empty() && start.back() == '\0') {
@@ -300,6 +276,17 @@ void RestStorage::Admit(const ResourceInfo& r, json& obj, const json* old) {
   }
   if (r.group.empty() && r.plural == "services") {
     AllocateServiceAddresses(obj, old);
+  }
+  // ServiceAccount: a pod gets its account's token mounted.
+  if (r.group.empty() && r.plural == "pods" && !old) {
+    const ResourceInfo* sar = registry_.Find("", "v1", "serviceaccounts");
+    json sa;
+    try {
+      sa = Decode(store_.Get(sar->key(GetString(obj, "metadata.namespace"),
+                                      GetString(obj, "spec.serviceAccountName"))));
+    } catch (const store::NotFound&) {
+    }
+    AddServiceAccountVolume(obj, sa);
   }
   // DefaultStorageClass: a claim that names no class gets the default one.
   if (r.group.empty() && r.plural == "persistentvolumeclaims" && !old &&

@@ -143,9 +143,7 @@ void AddComponents(CLI::App& app) {
   cl->group("Node components");
   cl->add_option("--node-dir", *cleanup_dir, "The node's directory")->required();
   cl->add_option("--node-name", *cleanup_node, "The node's name")->capture_default_str();
-  cl->callback([cleanup_dir, cleanup_node] {
-    kubelet::CleanupNode(*cleanup_dir, kubelet::BridgeName(*cleanup_node));
-  });
+  cl->callback([cleanup_dir, cleanup_node] { kubelet::CleanupNode(*cleanup_dir, *cleanup_node); });
 
   auto shim = std::make_shared<kubelet::ShimOptions>();
   CLI::App* sh = app.add_subcommand("shim", "Supervise one container (started by the kubelet)");

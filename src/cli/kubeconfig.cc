@@ -1,24 +1,15 @@
 #include "cli/kubeconfig.h"
 
-#include <openssl/evp.h>
 
 #include <cstdlib>
 
+#include "common/base64.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/json.h"
 
 namespace minik::cli {
 namespace {
-
-std::string Base64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
 json Load(const std::string& path) {
   if (!fs::Exists(path)) {
@@ -82,10 +73,10 @@ void MergeKubeconfig(const KubeconfigEntry& e) {
   std::string path = KubeconfigPath();
   json c = Load(path);
   Upsert(c, "clusters", e.name, "cluster",
-         {{"certificate-authority-data", Base64(e.ca_pem)}, {"server", e.server}});
+         {{"certificate-authority-data", base64::Encode(e.ca_pem)}, {"server", e.server}});
   Upsert(c, "users", e.name, "user",
-         {{"client-certificate-data", Base64(e.client_cert_pem)},
-          {"client-key-data", Base64(e.client_key_pem)}});
+         {{"client-certificate-data", base64::Encode(e.client_cert_pem)},
+          {"client-key-data", base64::Encode(e.client_key_pem)}});
   Upsert(c, "contexts", e.name, "context",
          {{"cluster", e.name}, {"user", e.name}, {"namespace", e.ns}});
   c["current-context"] = e.name;

@@ -56,6 +56,7 @@ class Client {
   // returns false or `stop` is set. Throws ApiError when the request fails.
   void Watch(const std::string& path, const std::function<bool(const json&)>& on_event,
              const std::atomic<bool>& stop);
+  const Config& config() const { return config_; }
 
  private:
   json Do(const std::string& method, const std::string& path, const std::string& body,

@@ -26,10 +26,13 @@ struct Request {
   Headers headers;
   std::string body;
   std::string remote;
-  // Set when the client presented a certificate signed by the client CA.
+  // Set when the client presented a certificate signed by the client CA
+  // (user = CN, groups = O), or by the handler for other credentials.
   bool authenticated = false;
   std::string user;
   std::vector<std::string> groups;
+  std::string uid;
+  std::map<std::string, std::vector<std::string>> extra;
 
   std::string Header(const std::string& name) const;
   bool Has(const std::string& param) const { return query.count(param) > 0; }

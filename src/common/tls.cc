@@ -111,6 +111,11 @@ Cert NewCert(EVP_PKEY* key, const std::string& cn, const std::vector<std::string
 
 }  // namespace
 
+std::string GenerateKeyPem() {
+  PKey key = NewKey();
+  return KeyPem(key.get());
+}
+
 KeyPair GenerateCA(const std::string& common_name, int valid_days) {
   PKey key = NewKey();
   Cert cert = NewCert(key.get(), common_name, {}, valid_days);

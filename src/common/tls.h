@@ -21,6 +21,9 @@ struct CertRequest {
   int valid_days = 365;
 };
 
+// A new P-256 private key, PEM (the service account signing key).
+std::string GenerateKeyPem();
+
 KeyPair GenerateCA(const std::string& common_name, int valid_days = 3650);
 KeyPair IssueCert(const KeyPair& ca, const CertRequest& req);
 

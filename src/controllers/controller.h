@@ -24,6 +24,7 @@ struct Context {
   std::shared_ptr<client::InformerFactory> informers;
   std::shared_ptr<client::EventRecorder> events;
   std::string node_data_dir;  // where hostPath volumes of the storage provisioner live
+  std::string root_ca_pem;    // the cluster CA, published as kube-root-ca.crt
 };
 
 class QueueController : public Controller {

@@ -31,6 +31,7 @@ int RunControllerManager(const ManagerOptions& opts) {
   ctx.informers = std::make_shared<client::InformerFactory>(ctx.client);
   ctx.events = std::make_shared<client::EventRecorder>(ctx.client, "controller-manager");
   ctx.node_data_dir = opts.data_dir;
+  ctx.root_ca_pem = ctx.client->config().ca_pem;
   // Only the holder of the lease runs controllers; another instance stands by.
   std::atomic<bool> stop{false};
   std::thread waiter([&] {
@@ -55,6 +56,7 @@ int RunControllerManager(const ManagerOptions& opts) {
   ctrls.push_back(NewJobController(ctx));
   ctrls.push_back(NewCronJobController(ctx));
   ctrls.push_back(NewServiceAccountController(ctx));
+  ctrls.push_back(NewRootCaPublisher(ctx));
   ctrls.push_back(NewEndpointsController(ctx));
   ctrls.push_back(NewEndpointSliceController(ctx));
   ctrls.push_back(NewPersistentVolumeController(ctx));

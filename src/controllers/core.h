@@ -14,6 +14,9 @@ namespace minik::controllers {
 std::unique_ptr<Controller> NewGarbageCollector(Context ctx);
 // A `default` ServiceAccount in every namespace.
 std::unique_ptr<Controller> NewServiceAccountController(Context ctx);
+// The ConfigMap `kube-root-ca.crt` with the cluster CA in every namespace
+// (null when the context has no CA).
+std::unique_ptr<Controller> NewRootCaPublisher(Context ctx);
 // Endpoints for every Service with a selector.
 std::unique_ptr<Controller> NewEndpointsController(Context ctx);
 // EndpointSlices (at most 100 endpoints each) for every Service with a selector.

@@ -5,7 +5,9 @@
 // written.
 
 #include <algorithm>
+#include <chrono>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "api/selectors.h"
@@ -256,8 +258,13 @@ class EndpointSliceController : public EndpointsController {
     auto slash = key.find('/');
     std::string ns = key.substr(0, slash), name = key.substr(slash + 1);
     std::string base = "/apis/discovery.k8s.io/v1/namespaces/" + ns + "/endpointslices";
+    std::vector<client::Object> cached = slices_->ListNamespace(ns);
+    if (!CacheCaughtUp(key, cached)) {
+      EnqueueAfter(key, std::chrono::milliseconds(50));
+      return;
+    }
     std::vector<json> existing;
-    for (const auto& s : slices_->ListNamespace(ns)) {
+    for (const auto& s : cached) {
       const json* l = Find(*s, "metadata.labels");
       if (l && l->value(kServiceNameLabel, "") == name &&
           l->value(kManagedByLabel, "") == kManagedBy) {
@@ -268,7 +275,7 @@ class EndpointSliceController : public EndpointsController {
       // Slices are owned by the service; when it goes the garbage collector removes
       // them, but a service that lost its selector has none either.
       for (const auto& s : existing) {
-        Delete(base + "/" + GetString(s, "metadata.name"));
+        Delete(key, base, GetString(s, "metadata.name"));
       }
       return;
     }
@@ -335,12 +342,12 @@ class EndpointSliceController : public EndpointsController {
       for (auto& [s, changed] : plan) {
         std::string sname = GetString(*s, "metadata.name");
         if ((*s)["endpoints"].empty() && (plan.size() > 1 || !want.empty())) {
-          Delete(base + "/" + sname);
+          Delete(key, base, sname);
           continue;
         }
         used.insert(sname);
         if (changed) {
-          ctx_.client->Put(base + "/" + sname, *s);
+          Wrote(key, ctx_.client->Put(base + "/" + sname, *s));
         }
       }
       bool have_slice = std::any_of(plan.begin(), plan.end(), [&](const auto& p) {
@@ -368,6 +375,7 @@ class EndpointSliceController : public EndpointsController {
                       {"endpoints", eps},
                       {"ports", ports}};
         json out = ctx_.client->Post(base, slice);
+        Wrote(key, out);
         used.insert(GetString(out, "metadata.name"));
         have_slice = true;
       }
@@ -377,22 +385,70 @@ class EndpointSliceController : public EndpointsController {
       if (!used.count(GetString(s, "metadata.name"))) {
         bool in_group = groups.count(s.value("ports", json::array()).dump()) > 0;
         if (!in_group) {
-          Delete(base + "/" + GetString(s, "metadata.name"));
+          Delete(key, base, GetString(s, "metadata.name"));
         }
       }
     }
   }
 
-  void Delete(const std::string& path) {
+  void Delete(const std::string& key, const std::string& base, const std::string& slice) {
     try {
-      ctx_.client->Delete(path);
+      ctx_.client->Delete(base + "/" + slice);
     } catch (const client::ApiError& e) {
       if (e.code != 404) {
         throw;
       }
     }
+    std::lock_guard<std::mutex> lock(written_mu_);
+    written_[key][slice] = {"", std::chrono::steady_clock::now()};
   }
 
+  void Wrote(const std::string& key, const json& slice) {
+    std::lock_guard<std::mutex> lock(written_mu_);
+    written_[key][GetString(slice, "metadata.name")] = {
+        GetString(slice, "metadata.resourceVersion"), std::chrono::steady_clock::now()};
+  }
+
+  // The informer lags behind this controller's own writes. A sync that read a cache
+  // missing a slice it just created would place the same endpoints in a second one,
+  // so a sync waits until the cache shows every write of the previous one (as the
+  // endpoint slice tracker does upstream). A write the cache never shows (the slice
+  // was deleted or replaced meanwhile) is forgotten after a few seconds.
+  bool CacheCaughtUp(const std::string& key, const std::vector<client::Object>& cached) {
+    std::lock_guard<std::mutex> lock(written_mu_);
+    auto it = written_.find(key);
+    if (it == written_.end()) {
+      return true;
+    }
+    std::map<std::string, std::string> seen;
+    for (const auto& s : cached) {
+      seen[GetString(*s, "metadata.name")] = GetString(*s, "metadata.resourceVersion");
+    }
+    auto newer_or_same = [](const std::string& have, const std::string& want) {
+      return have.size() != want.size() ? have.size() > want.size() : have >= want;
+    };
+    auto now = std::chrono::steady_clock::now();
+    for (auto w = it->second.begin(); w != it->second.end();) {
+      const auto& [rv, when] = w->second;
+      auto found = seen.find(w->first);
+      bool current = rv.empty() ? found == seen.end()
+                                : found != seen.end() && newer_or_same(found->second, rv);
+      if (current || now - when > std::chrono::seconds(5)) {
+        w = it->second.erase(w);
+      } else {
+        return false;
+      }
+    }
+    written_.erase(it);
+    return true;
+  }
+
+  struct Write {
+    std::string resource_version;  // empty: deleted
+    std::chrono::steady_clock::time_point when;
+  };
+  std::mutex written_mu_;
+  std::map<std::string, std::map<std::string, Write>> written_;  // service key -> slice -> write
   std::shared_ptr<client::Informer> slices_;
 };
 

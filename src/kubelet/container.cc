@@ -3,8 +3,11 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -277,6 +280,80 @@ ContainerRun ReadRun(const std::string& dir) {
   } catch (const std::exception&) {
   }
   return r;
+}
+
+namespace {
+
+// Mount points of the cgroup hierarchies, with whether each is v2, and for v1
+// the controllers it holds (from the mount options).
+struct Hierarchy {
+  std::string mount_point;
+  bool v2 = false;
+  std::string options;
+};
+
+std::vector<Hierarchy> Hierarchies() {
+  std::vector<Hierarchy> out;
+  std::ifstream in("/proc/self/mounts");
+  std::string dev, target, type, options, rest;
+  while (in >> dev >> target >> type >> options && std::getline(in, rest)) {
+    if (type == "cgroup2" || type == "cgroup") {
+      out.push_back({target, type == "cgroup2", options});
+    }
+  }
+  return out;
+}
+
+int OomKillField(const std::string& file) {
+  std::ifstream in(file);
+  std::string key;
+  long long value;
+  while (in >> key >> value) {
+    if (key == "oom_kill") {
+      return static_cast<int>(value);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int OomKills(const std::string& path) {
+  for (const auto& h : Hierarchies()) {
+    if (h.v2) {
+      if (int n = OomKillField(h.mount_point + path + "/memory.events")) {
+        return n;
+      }
+    } else if (("," + h.options + ",").find(",memory,") != std::string::npos) {
+      if (int n = OomKillField(h.mount_point + path + "/memory.oom_control")) {
+        return n;
+      }
+    }
+  }
+  return 0;
+}
+
+void RemoveCgroupTree(const std::string& path, bool recursive) {
+  for (const auto& h : Hierarchies()) {
+    std::string top = h.mount_point + path;
+    std::error_code ec;
+    if (!std::filesystem::is_directory(top, ec)) {
+      continue;
+    }
+    std::vector<std::string> dirs{top};
+    for (auto it = std::filesystem::recursive_directory_iterator(top, ec);
+         recursive && !ec && it != std::filesystem::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec)) {
+        dirs.push_back(it->path().string());
+      }
+    }
+    std::sort(dirs.begin(), dirs.end(),
+              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    for (const auto& d : dirs) {
+      rmdir(d.c_str());  // cgroup files go with their directory; busy ones stay
+    }
+  }
 }
 
 }  // namespace minik::kubelet

@@ -15,6 +15,9 @@ namespace minik::kubelet {
 // Where a node keeps things (all under the node's root).
 struct Paths {
   std::string root;
+  std::string node;  // the node's name: its pods' cgroups are under /minik/<node>
+  std::string CgroupParent() const { return "/minik/" + node; }
+  std::string PodCgroup(const std::string& uid) const { return CgroupParent() + "/pod" + uid; }
   std::string PodDir(const std::string& uid) const { return root + "/kubelet/pods/" + uid; }
   std::string Netns(const std::string& uid) const { return root + "/run/netns/" + uid; }
   std::string RuntimeRoot() const { return root + "/run/runtime"; }
@@ -89,5 +92,14 @@ struct ContainerRun {
   std::string error;  // the runtime's error when creating failed
 };
 ContainerRun ReadRun(const std::string& dir);
+
+// The OOM kills the memory controller counted in the cgroup `path` (relative
+// to the hierarchy's root, as in the OCI spec): `oom_kill` in memory.events
+// (cgroup v2) or memory.oom_control (v1). 0 when the cgroup is gone.
+int OomKills(const std::string& path);
+// Removes the cgroup `path` and every cgroup below it, deepest first, in
+// every mounted hierarchy (v1 and v2); cgroups that still hold processes stay.
+// With `recursive` false, only `path` itself goes, and only when empty.
+void RemoveCgroupTree(const std::string& path, bool recursive = true);
 
 }  // namespace minik::kubelet

@@ -9,7 +9,6 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/unix_socket.h"
 #include "kubelet/streams/portforward.h"
 #include "kubelet/streams/remotecommand.h"
 
@@ -56,12 +56,12 @@ void ServeExec(KubeletContext& ctx, PodWorker& pod, const std::string& container
   }
   auto run = pod.Find(container);
   if (!run || !run->running) {
-    w.Send(400, {{"Content-Type", "text/plain"}},
-           "container " + container + " is not running");
+    w.Send(400, {{"Content-Type", "text/plain"}}, "container " + container + " is not running");
     return;
   }
   if (command.empty()) {
-    w.Send(400, {{"Content-Type", "text/plain"}}, "you must specify at least one command for the container");
+    w.Send(400, {{"Content-Type", "text/plain"}},
+           "you must specify at least one command for the container");
     return;
   }
   auto session = streams::ExecSession::Accept(req, w, *opts, &err);
@@ -219,13 +219,11 @@ void ServeAttach(KubeletContext& ctx, PodWorker& pod, const std::string& contain
     w.Send(400, {{"Content-Type", "text/plain"}}, "container " + container + " is not running");
     return;
   }
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", (run->dir + "/attach.sock").c_str());
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    close(fd);
-    w.Send(500, {{"Content-Type", "text/plain"}}, "cannot attach to container " + container);
+  std::string sock_error;
+  int fd = unix_socket::Connect(run->dir + "/attach.sock", &sock_error);
+  if (fd < 0) {
+    w.Send(500, {{"Content-Type", "text/plain"}},
+           "cannot attach to container " + container + ": " + sock_error);
     return;
   }
   auto session = streams::ExecSession::Accept(req, w, *opts, &err);
@@ -239,7 +237,8 @@ void ServeAttach(KubeletContext& ctx, PodWorker& pod, const std::string& contain
       std::string data;
       auto frame = [fd](std::string_view d) {
         uint32_t n = static_cast<uint32_t>(d.size());
-        unsigned char hdr[5] = {0, static_cast<unsigned char>(n >> 24), static_cast<unsigned char>(n >> 16),
+        unsigned char hdr[5] = {0, static_cast<unsigned char>(n >> 24),
+                                static_cast<unsigned char>(n >> 16),
                                 static_cast<unsigned char>(n >> 8), static_cast<unsigned char>(n)};
         send(fd, hdr, 5, MSG_NOSIGNAL);
         if (n) {
@@ -257,7 +256,8 @@ void ServeAttach(KubeletContext& ctx, PodWorker& pod, const std::string& contain
     if (recv(fd, hdr, 5, MSG_WAITALL) != 5) {
       break;
     }
-    uint32_t n = (uint32_t(hdr[1]) << 24) | (uint32_t(hdr[2]) << 16) | (uint32_t(hdr[3]) << 8) | hdr[4];
+    uint32_t n =
+        (uint32_t(hdr[1]) << 24) | (uint32_t(hdr[2]) << 16) | (uint32_t(hdr[3]) << 8) | hdr[4];
     std::string data(n, '\0');
     if (n && recv(fd, data.data(), n, MSG_WAITALL) != static_cast<ssize_t>(n)) {
       break;
@@ -308,8 +308,10 @@ void ServePortForward(KubeletContext& ctx, PodWorker& pod, http::Request& req,
     int target = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
     if (self < 0 || target < 0 || setns(target, CLONE_NEWNET) != 0) {
       *error = std::string("enter the pod's network namespace: ") + std::strerror(errno);
-      if (self >= 0) close(self);
-      if (target >= 0) close(target);
+      if (self >= 0)
+        close(self);
+      if (target >= 0)
+        close(target);
       return -1;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -325,8 +327,8 @@ void ServePortForward(KubeletContext& ctx, PodWorker& pod, http::Request& req,
     if (rc != 0) {
       close(fd);
       *error = "failed to connect to localhost:" + std::to_string(port) + " inside namespace \"" +
-               netns + "\", IPv4: dial tcp4 127.0.0.1:" + std::to_string(port) + ": connect: " +
-               std::strerror(cerr) + " ";
+               netns + "\", IPv4: dial tcp4 127.0.0.1:" + std::to_string(port) +
+               ": connect: " + std::strerror(cerr) + " ";
       return -1;
     }
     return fd;

@@ -11,8 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <map>
+#include <thread>
 
 #include "client/client.h"
 #include "client/events.h"
@@ -62,6 +62,7 @@ class Kubelet {
         client::Config::FromCertDir(o.server, o.cert_dir, "kubelet"));
     ctx_.events = std::make_shared<client::EventRecorder>(ctx_.client, "kubelet", o.node_name);
     ctx_.paths.root = o.root;
+    ctx_.paths.node = o.node_name;
     fs::MakeDirs(ctx_.paths.RuntimeRoot(), 0700);
     fs::MakeDirs(o.root + "/kubelet/pods", 0750);
     fs::MakeDirs(o.root + "/log/pods", 0755);
@@ -363,8 +364,9 @@ std::string BridgeName(const std::string& node_name) {
   return b.substr(0, 15);
 }
 
-void CleanupNode(const std::string& root, const std::string& bridge) {
-  Paths paths{root};
+void CleanupNode(const std::string& root, const std::string& node) {
+  Paths paths{root, node};
+  std::string bridge = BridgeName(node);
   // Containers first: nothing may keep mounts or namespaces busy.
   try {
     auto rt = NewOciRuntime("", paths.RuntimeRoot());
@@ -418,9 +420,8 @@ void CleanupNode(const std::string& root, const std::string& bridge) {
       mounts.push_back(target);
     }
   }
-  std::sort(mounts.begin(), mounts.end(), [](const std::string& a, const std::string& b) {
-    return a.size() > b.size();
-  });
+  std::sort(mounts.begin(), mounts.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   for (const auto& m : mounts) {
     if (umount2(m.c_str(), MNT_DETACH) != 0) {
       log::Warn("cleanup: unmount {}: {}", m, std::strerror(errno));
@@ -432,6 +433,8 @@ void CleanupNode(const std::string& root, const std::string& bridge) {
   exec::Command del;
   del.argv = {"ip", "link", "del", bridge};
   exec::Run(del);  // absent is fine
+  RemoveCgroupTree(paths.CgroupParent());
+  RemoveCgroupTree("/minik", false);  // goes only when no other node has cgroups here
 }
 
 int RunKubelet(const KubeletOptions& opts) {

@@ -38,7 +38,7 @@ namespace minik::kubelet {
 // cached results, so iptables rules go too), the network namespaces, every
 // mount under the node's directory, and the bridge. For `minik stop` and
 // `minik delete`; safe to repeat.
-void CleanupNode(const std::string& root, const std::string& bridge);
+void CleanupNode(const std::string& root, const std::string& node);
 
 // The bridge interface of a node: `mk-` and the node's name (15 characters at most).
 std::string BridgeName(const std::string& node_name);

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "api/quantity.h"
+#include "common/base64.h"
 #include "common/error.h"
 #include "common/exec.h"
 #include "common/fs.h"
@@ -87,8 +88,6 @@ void ResolveUser(const std::string& rootfs, const std::string& user, int* uid, i
                                                       : lookup("/etc/group", g, 2);
   }
 }
-
-std::string Unbase64(const std::string& in);
 
 }  // namespace
 
@@ -411,7 +410,7 @@ std::vector<std::string> PodWorker::EnvFor(const json& c, const images::ImageCon
         json s = ctx_.client->Get("/api/v1/namespaces/" + ns_ + "/secrets/" + n);
         const json data = s.value("data", json::object());
         for (auto& [k, v] : data.items()) {
-          set(prefix + k, Unbase64(v.get<std::string>()));
+          set(prefix + k, base64::DecodeLenient(v.get<std::string>()).value_or(""));
         }
       } catch (const client::ApiError& e) {
         if (!(e.code == 404 && from["secretRef"].value("optional", false))) {
@@ -447,7 +446,7 @@ std::vector<std::string> PodWorker::EnvFor(const json& c, const images::ImageCon
                         ns_ + "/" + n);
           }
           std::string val = (*v)[key].get<std::string>();
-          set(name, secret ? Unbase64(val) : val);
+          set(name, secret ? base64::DecodeLenient(val).value_or("") : val);
         } catch (const client::ApiError& err) {
           if (!(err.code == 404 && ref.value("optional", false))) {
             throw Error(std::string(secret ? "secret" : "configmap") + " \"" + n + "\" not found");
@@ -500,7 +499,7 @@ bool PodWorker::StartContainer(const json& c, ContainerRec& rec, bool init) {
           if (!d || !d->contains(key)) {
             continue;
           }
-          json cfg = json::parse(Unbase64((*d)[key].get<std::string>()));
+          json cfg = json::parse(base64::DecodeLenient((*d)[key].get<std::string>()).value_or(""));
           if (key == ".dockercfg") {
             cfg = {{"auths", cfg}};
           }
@@ -609,7 +608,7 @@ bool PodWorker::StartContainer(const json& c, ContainerRec& rec, bool init) {
       plan.cpu_limit_milli = api::QuantityMilli(*l);
     if (const json* r = ::minik::Find(res, "requests.cpu"))
       plan.cpu_request_milli = api::QuantityMilli(*r);
-    plan.cgroup_path = "/minik/pod" + uid_ + "/" + id;
+    plan.cgroup_path = ctx_.paths.PodCgroup(uid_) + "/" + id;
     plan.hostname = GetString(pod, "spec.hostname", name_);
     plan.netns = ctx_.paths.Netns(uid_);
     plan.stdin_open = c.value("stdin", false);
@@ -814,7 +813,9 @@ void PodWorker::Observe(const json& c, ContainerRec& rec) {
   std::string reason = run.exit_code == 0 ? "Completed" : "Error";
   // OOM kills leave a signal 9 and the memory cgroup's oom counter; 137 with a memory limit is the
   // usual sign.
-  if (run.signal == 9 && ::minik::Find(c, "resources.limits.memory")) {
+  if (run.signal == 9 &&
+      (OomKills(ctx_.paths.PodCgroup(uid_) + "/" + ContainerId(uid_, name, rec.attempt)) > 0 ||
+       ::minik::Find(c, "resources.limits.memory"))) {
     reason = "OOMKilled";
   }
   json term = {
@@ -1039,6 +1040,7 @@ void PodWorker::Terminate(int64_t grace, bool delete_object) {
   }
   TeardownSandbox();
   CleanupVolumes(ctx_.paths.PodDir(uid_));
+  RemoveCgroupTree(ctx_.paths.PodCgroup(uid_));
   if (delete_object) {
     WriteStatus();
     try {
@@ -1092,7 +1094,7 @@ void PodWorker::Sync() {
   // Volumes, refreshed now and then so configMap and secret changes reach the files.
   if (!volumes_ready_ || Now() - volumes_refreshed_ > std::chrono::seconds(10)) {
     try {
-      auto vols = PrepareVolumes({ctx_.client, ctx_.paths.PodDir(uid_)}, pod);
+      auto vols = PrepareVolumes({ctx_.client, ctx_.paths.PodDir(uid_), &tokens_}, pod);
       std::lock_guard lock(mu_);
       volume_paths_.clear();
       for (auto& [n, v] : vols) {
@@ -1355,27 +1357,5 @@ void PodWorker::WriteStatus() {
     }
   }
 }
-
-namespace {
-std::string Unbase64(const std::string& in) {
-  static const std::string kChars =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (unsigned char ch : in) {
-    auto pos = kChars.find(static_cast<char>(ch));
-    if (pos == std::string::npos) {
-      continue;
-    }
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out += static_cast<char>((val >> bits) & 0xff);
-      bits -= 8;
-    }
-  }
-  return out;
-}
-}  // namespace
 
 }  // namespace minik::kubelet

@@ -19,6 +19,7 @@
 #include "kubelet/images/image_store.h"
 #include "kubelet/network.h"
 #include "kubelet/runtime/runtime.h"
+#include "kubelet/volumes.h"
 
 namespace minik::kubelet {
 
@@ -116,6 +117,7 @@ class PodWorker {
   std::map<std::string, std::string> volume_paths_;
   std::map<std::string, bool> volume_read_only_;
   SystemTime volumes_refreshed_{};
+  TokenCache tokens_;  // service account tokens of projected volumes
   std::string start_time_;
   json last_status_;
   std::condition_variable cv_;

@@ -7,13 +7,13 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <vector>
@@ -21,6 +21,7 @@
 #include "common/exec.h"
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/unix_socket.h"
 
 namespace minik::kubelet {
 namespace {
@@ -231,16 +232,10 @@ int RunShim(const ShimOptions& o) {
     return 1;
   }
   // Attach socket.
-  std::string sock_path = o.state_dir + "/attach.sock";
-  unlink(sock_path.c_str());
-  int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path.c_str());
-  if (lfd >= 0 &&
-      (bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 || listen(lfd, 8) != 0)) {
-    close(lfd);
-    lfd = -1;
+  std::string sock_path = o.state_dir + "/attach.sock", sock_error;
+  int lfd = unix_socket::Listen(sock_path, SOCK_NONBLOCK, &sock_error);
+  if (lfd < 0) {
+    std::fprintf(stderr, "attach is not possible: %s\n", sock_error.c_str());
   }
   WriteFile(o.state_dir + "/shim.status", "created " + std::to_string(pid));
 

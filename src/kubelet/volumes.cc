@@ -1,6 +1,5 @@
 #include "kubelet/volumes.h"
 
-#include <openssl/evp.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +9,8 @@
 #include <set>
 
 #include "api/quantity.h"
+#include "common/base64.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/fs.h"
 
@@ -17,22 +18,6 @@ namespace minik::kubelet {
 namespace {
 
 namespace stdfs = std::filesystem;
-
-std::string Unbase64(const std::string& in) {
-  std::string out(3 * in.size() / 4 + 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) {
-    return "";
-  }
-  size_t pad = 0;
-  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) {
-    ++pad;
-  }
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
 
 bool IsMounted(const std::string& path) {
   std::string mounts = fs::ReadFile("/proc/self/mounts");
@@ -143,13 +128,14 @@ void AddKeys(const json& source, const json& data, bool base64, Files& files, in
         throw Error(what + " has no key \"" + key + "\"");
       }
       std::string v = data[key].get<std::string>();
-      files[item.value("path", key)] = {base64 ? Unbase64(v) : v, ModeOf(source, item, def_mode)};
+      files[item.value("path", key)] = {base64 ? base64::DecodeLenient(v).value_or("") : v,
+                                        ModeOf(source, item, def_mode)};
     }
     return;
   }
   for (auto it = data.begin(); it != data.end(); ++it) {
     std::string v = it.value().is_string() ? it.value().get<std::string>() : "";
-    files[it.key()] = {base64 ? Unbase64(v) : v, mode};
+    files[it.key()] = {base64 ? base64::DecodeLenient(v).value_or("") : v, mode};
   }
 }
 
@@ -176,14 +162,13 @@ void ConfigMapFiles(const VolumeContext& ctx, const std::string& ns, const json&
   if (cm.is_null()) {
     return;
   }
-  Files tmp;
-  AddKeys(src, cm.value("data", json::object()), false, tmp, def_mode,
-          "configmap \"" + name + "\"");
-  Files bin;
-  AddKeys(src.contains("items") ? src : json::object(), cm.value("binaryData", json::object()),
-          true, bin, def_mode, "configmap \"" + name + "\"");
-  files.insert(tmp.begin(), tmp.end());
-  files.insert(bin.begin(), bin.end());
+  // Keys of data and binaryData (decoded here) are one namespace, as items may name either.
+  json data = cm.value("data", json::object());
+  const json binary = cm.value("binaryData", json::object());
+  for (const auto& [k, v] : binary.items()) {
+    data[k] = base64::DecodeLenient(v.is_string() ? v.get<std::string>() : "").value_or("");
+  }
+  AddKeys(src, data, false, files, def_mode, "configmap \"" + name + "\"");
 }
 
 void SecretFiles(const VolumeContext& ctx, const std::string& ns, const std::string& name,
@@ -359,12 +344,21 @@ std::map<std::string, PreparedVolume> PrepareVolumes(const VolumeContext& ctx, c
           } else if (src.contains("serviceAccountToken")) {
             const json& t = src["serviceAccountToken"];
             std::string sa = GetString(pod, "spec.serviceAccountName", "default");
+            std::string audience = t.value("audience", "");
+            int64_t seconds = t.value("expirationSeconds", int64_t{3600});
+            std::string path = t.value("path", "token");
+            std::string key = name + "/" + path + "/" + audience + "/" + std::to_string(seconds);
+            if (ctx.tokens) {
+              if (auto cached = ctx.tokens->Fresh(key, std::chrono::system_clock::now())) {
+                files[path] = {*cached, def};
+                continue;
+              }
+            }
             json req = {{"apiVersion", "authentication.k8s.io/v1"},
                         {"kind", "TokenRequest"},
                         {"spec",
-                         {{"audiences",
-                           t.contains("audience") ? json::array({t["audience"]}) : json::array()},
-                          {"expirationSeconds", t.value("expirationSeconds", 3600)},
+                         {{"audiences", audience.empty() ? json::array() : json::array({audience})},
+                          {"expirationSeconds", seconds},
                           {"boundObjectRef",
                            {{"kind", "Pod"},
                             {"apiVersion", "v1"},
@@ -373,12 +367,21 @@ std::map<std::string, PreparedVolume> PrepareVolumes(const VolumeContext& ctx, c
             try {
               json tr = ctx.client->Post(
                   "/api/v1/namespaces/" + ns + "/serviceaccounts/" + sa + "/token", req);
-              files[t.value("path", "token")] = {GetString(tr, "status.token"), def};
-            } catch (const client::ApiError& e) {
-              // Without token support the file is left out rather than the pod held back.
-              if (e.code != 404) {
-                throw;
+              std::string token = GetString(tr, "status.token");
+              if (token.empty()) {
+                throw Error("the token request for service account " + sa + " returned no token");
               }
+              files[path] = {token, def};
+              if (ctx.tokens) {
+                auto now = std::chrono::system_clock::now();
+                SystemTime expires;
+                if (!ParseTime(GetString(tr, "status.expirationTimestamp"), &expires)) {
+                  expires = now + std::chrono::seconds(seconds);
+                }
+                ctx.tokens->Put(key, {token, now, expires});
+              }
+            } catch (const client::ApiError& e) {
+              throw Error("request a token for service account " + ns + "/" + sa + ": " + e.what());
             }
           } else if (src.contains("clusterTrustBundle")) {
             // Not served by minik's API server: nothing to project.
@@ -417,6 +420,27 @@ std::map<std::string, PreparedVolume> PrepareVolumes(const VolumeContext& ctx, c
     out[name] = pv;
   }
   return out;
+}
+
+std::optional<std::string> TokenCache::Fresh(const std::string& key,
+                                             std::chrono::system_clock::time_point now) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    return std::nullopt;
+  }
+  const Entry& e = it->second;
+  auto renew = e.issued + std::min<std::chrono::system_clock::duration>(
+                              (e.expires - e.issued) * 8 / 10, std::chrono::hours(24));
+  if (now >= renew) {
+    return std::nullopt;
+  }
+  return e.token;
+}
+
+void TokenCache::Put(const std::string& key, Entry e) {
+  std::lock_guard lock(mu_);
+  entries_[key] = std::move(e);
 }
 
 void CleanupVolumes(const std::string& pod_dir) {

@@ -6,7 +6,10 @@
 // persistentVolumeClaim (the bound volume's hostPath). subPath mounts are
 // resolved inside the volume and may not escape it through `..` or symlinks.
 
+#include <chrono>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "client/client.h"
@@ -14,9 +17,29 @@
 
 namespace minik::kubelet {
 
+// Service account tokens a pod's projected volumes hold, by volume, path,
+// audience and lifetime. A token is requested again when 80% of its
+// lifetime or 24 hours have passed, as the kubelet's token manager does.
+class TokenCache {
+ public:
+  struct Entry {
+    std::string token;
+    std::chrono::system_clock::time_point issued, expires;
+  };
+  // The cached token for `key`, or nullopt when absent or due for renewal.
+  std::optional<std::string> Fresh(const std::string& key,
+                                   std::chrono::system_clock::time_point now) const;
+  void Put(const std::string& key, Entry e);
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+};
+
 struct VolumeContext {
   std::shared_ptr<client::Client> client;
   std::string pod_dir;
+  TokenCache* tokens = nullptr;  // null: a new token on every call
 };
 
 // A prepared volume: where it is on the node.

@@ -35,8 +35,8 @@ int main(int argc, char** argv) {
       json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"},
                  {"metadata", {{"name", "w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i)}}},
                  {"data", {{"v", value}}}};
-      json body = {{"key", bench::B64("/registry/configmaps/default/w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i))},
-                   {"value", bench::B64(cm.dump())}};
+      json body = {{"key", base64::Encode("/registry/configmaps/default/w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i))},
+                   {"value", base64::Encode(cm.dump())}};
       return ec[static_cast<size_t>(c)].Do("POST", "/v3/kv/put", body.dump()).status == 200;
     });
     bench::PrintRow("create configmap", clients, mine, peer);
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
       return mc[static_cast<size_t>(c)].Do("GET", "/api/v1/namespaces/default/configmaps/w1-0-" + std::to_string(i % 100)).status == 200;
     });
     auto peer = bench::Load(clients, seconds, [&](int c, long i) {
-      json body = {{"key", bench::B64("/registry/configmaps/default/w1-0-" + std::to_string(i % 100))}};
+      json body = {{"key", base64::Encode("/registry/configmaps/default/w1-0-" + std::to_string(i % 100))}};
       return ec[static_cast<size_t>(c)].Do("POST", "/v3/kv/range", body.dump()).status == 200;
     });
     bench::PrintRow("get configmap", clients, mine, peer);

@@ -3,7 +3,6 @@
 // clients, and a real etcd (Debian's etcd-server) started on loopback as the
 // peer measured in the same run.
 
-#include <openssl/evp.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "cli/profile.h"
+#include "common/base64.h"
 #include "common/exec.h"
 #include "common/fs.h"
 #include "common/http_client.h"
@@ -70,15 +70,6 @@ inline Result Load(int clients, double seconds, const std::function<bool(int, lo
   }
   r.errors = errors;
   return r;
-}
-
-inline std::string B64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
 }
 
 // A real etcd on loopback, in a temp dir; stopped and removed at scope exit.

@@ -35,8 +35,8 @@ int main(int argc, char** argv) {
       hs.emplace_back(etcd.url(), http::ClientOptions{});
     }
     auto peer = bench::Load(clients, seconds, [&](int c, long i) {
-      json body = {{"key", bench::B64("/registry/configmaps/bench/w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i))},
-                   {"value", bench::B64(value)}};
+      json body = {{"key", base64::Encode("/registry/configmaps/bench/w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i))},
+                   {"value", base64::Encode(value)}};
       return hs[static_cast<size_t>(c)].Do("POST", "/v3/kv/put", body.dump()).status == 200;
     });
     bench::PrintRow("create", clients, mine, peer);
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
       hs.emplace_back(etcd.url(), http::ClientOptions{});
     }
     auto peer = bench::Load(clients, seconds, [&](int c, long i) {
-      json body = {{"key", bench::B64("/registry/configmaps/bench/w1-0-" + std::to_string(i % 100))}};
+      json body = {{"key", base64::Encode("/registry/configmaps/bench/w1-0-" + std::to_string(i % 100))}};
       return hs[static_cast<size_t>(c)].Do("POST", "/v3/kv/range", body.dump()).status == 200;
     });
     bench::PrintRow("get", clients, mine, peer);

@@ -41,6 +41,17 @@ class Cluster:
     def kubectl_json(self, *args):
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
+    def token_kubeconfig(self, token, name="token-kubeconfig"):
+        """A kubeconfig with this cluster and no user but the bearer `token`."""
+        cfg = json.loads(self.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "t",
+                       "clusters": [{"name": "c", "cluster": cfg["clusters"][0]["cluster"]}],
+                       "users": [{"name": "u", "user": {"token": token}}],
+                       "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}]}, f)
+        return path
+
     def popen_kubectl(self, *args):
         return subprocess.Popen(["kubectl", *args], env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

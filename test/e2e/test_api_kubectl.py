@@ -1,6 +1,7 @@
 """The API server as real kubectl 1.32 and the Python client use it, on a
 cluster made by `minik start` (native driver)."""
 
+import base64
 import json
 import os
 import re
@@ -292,6 +293,89 @@ spec:
         self.assertIn(("ADDED", "kubernetes"), seen)
         apps.delete_namespaced_deployment("pyd", "default")
         wait_for(lambda: "pyd" not in [x.metadata.name for x in apps.list_namespaced_deployment("default").items])
+
+    def as_token(self, token, *args):
+        return self.c.kubectl("--kubeconfig", self.c.token_kubeconfig(token), *args, check=False)
+
+    def test_service_account_tokens(self):
+        k = self.c.kubectl
+        k("create", "namespace", "tok")
+        wait_for(lambda: k("-n", "tok", "get", "sa", "default", check=False).returncode == 0,
+                 what="the default service account")
+        # The root CA is published in every namespace, equal to the kubeconfig's CA.
+        cfg = json.loads(k("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+        wait_for(lambda: k("-n", "tok", "get", "cm", "kube-root-ca.crt", check=False).returncode == 0,
+                 what="kube-root-ca.crt")
+        self.assertEqual(self.c.kubectl_json("-n", "tok", "get", "cm", "kube-root-ca.crt")["data"]["ca.crt"], ca)
+        # A deleted copy comes back.
+        k("-n", "tok", "delete", "cm", "kube-root-ca.crt")
+        wait_for(lambda: k("-n", "tok", "get", "cm", "kube-root-ca.crt", check=False).returncode == 0,
+                 what="kube-root-ca.crt to be published again")
+
+        token = k("-n", "tok", "create", "token", "default").stdout.strip()
+        header, claims, _ = token.split(".")
+        pad = lambda s: s + "=" * (-len(s) % 4)
+        self.assertEqual(json.loads(base64.urlsafe_b64decode(pad(header)))["alg"], "ES256")
+        c = json.loads(base64.urlsafe_b64decode(pad(claims)))
+        self.assertEqual(c["sub"], "system:serviceaccount:tok:default")
+        self.assertEqual(c["aud"], ["https://kubernetes.default.svc.cluster.local"])
+        self.assertAlmostEqual(c["exp"] - c["iat"], 3600, delta=2)
+        who = json.loads(self.as_token(token, "auth", "whoami", "-o", "json").stdout)
+        self.assertEqual(who["status"]["userInfo"]["username"], "system:serviceaccount:tok:default")
+        self.assertIn("system:serviceaccounts:tok", who["status"]["userInfo"]["groups"])
+        self.assertEqual(self.as_token(token, "-n", "tok", "get", "sa", "-o", "name").stdout.strip(),
+                         "serviceaccount/default")
+        # The client certificate's user, for comparison.
+        me = json.loads(k("auth", "whoami", "-o", "json").stdout)
+        self.assertNotEqual(me["status"]["userInfo"]["username"], "system:serviceaccount:tok:default")
+
+        # Forged, expired-looking and garbage tokens are refused with 401.
+        forged = header + "." + base64.urlsafe_b64encode(json.dumps(dict(c, sub="system:serviceaccount:kube-system:admin")).encode()).decode().rstrip("=") + "." + token.split(".")[2]
+        for bad in [forged, "not-a-token", token[:-4] + "AAAA"]:
+            r = self.as_token(bad, "get", "ns")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Unauthorized", r.stderr)
+
+        # Too short a lifetime is invalid, as in Kubernetes.
+        r = k("-n", "tok", "create", "token", "default", "--duration=1m", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("may not specify a duration less than 10 minutes", r.stderr)
+        r = k("-n", "tok", "create", "token", "nobody", check=False)
+        self.assertIn('serviceaccounts "nobody" not found', r.stderr)
+
+        # A token bound to a pod dies with the pod.
+        k("-n", "tok", "run", "holder", "--image=busybox", "--restart=Never")
+        pod = self.c.kubectl_json("-n", "tok", "get", "pod", "holder")
+        # The pod got its account's token volume mounted in every container.
+        vols = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+        self.assertEqual(len(vols), 1)
+        sources = vols[0]["projected"]["sources"]
+        self.assertEqual(sources[0]["serviceAccountToken"]["path"], "token")
+        self.assertEqual(sources[1]["configMap"]["name"], "kube-root-ca.crt")
+        self.assertIn({"name": vols[0]["name"], "readOnly": True,
+                       "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+                      pod["spec"]["containers"][0]["volumeMounts"])
+        bound = k("-n", "tok", "create", "token", "default", "--bound-object-kind=Pod",
+                  "--bound-object-name=holder", "--bound-object-uid=" + pod["metadata"]["uid"]).stdout.strip()
+        self.assertEqual(self.as_token(bound, "-n", "tok", "get", "pod", "holder", "-o", "name").returncode, 0)
+        k("-n", "tok", "delete", "pod", "holder", "--grace-period=0", "--force")
+        r = self.as_token(bound, "-n", "tok", "get", "pods")
+        self.assertIn("Unauthorized", r.stderr)
+        # ... and every token of an account dies with the account.
+        k("-n", "tok", "delete", "sa", "default")
+        self.assertIn("Unauthorized", self.as_token(token, "get", "ns").stderr)
+        # A pod that opts out gets no token.
+        k("-n", "tok", "apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  automountServiceAccountToken: false
+  containers: [{name: c, image: busybox}]
+""")
+        self.assertNotIn("volumes", self.c.kubectl_json("-n", "tok", "get", "pod", "quiet")["spec"])
+        k("delete", "namespace", "tok", "--wait=false")
 
     def test_zz_stop_and_start_keep_every_object(self):
         k = self.c.kubectl

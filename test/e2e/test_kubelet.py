@@ -1,6 +1,7 @@
 """The kubelet with real containers (runc, CNI, overlayfs) on a `minik
 start`ed cluster (native driver), driven with the real kubectl."""
 
+import base64
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import time
 import unittest
 import urllib.request
 
+import dockerd
 import images
 from cluster import Cluster, wait_for
 
@@ -203,6 +205,125 @@ spec:
         wait_for(lambda: (self.pod("missing")["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
                           in ("ErrImagePull", "ImagePullBackOff")), what="ErrImagePull")
         self.assertIn("127.0.0.1:1", self.pod("missing")["status"]["containerStatuses"][0]["state"]["waiting"]["message"])
+
+    @unittest.skipUnless(dockerd.available(), "dockerd is missing: scripts/deps.sh --test installs docker.io")
+    def test_image_load_from_the_docker_engine(self):
+        d = dockerd.Dockerd().start()
+        try:
+            archive = os.path.join(self.c.dir, "for-docker.tar")
+            images.docker_save_archive(archive, "example.com/from-docker:3", "from the docker engine\n")
+            d.docker("load", "-i", archive)
+            env = dict(self.c.env, DOCKER_HOST=d.env["DOCKER_HOST"])
+            r = subprocess.run([os.environ.get("MINIK_BIN", "minik"), "image", "load", "--daemon",
+                                "example.com/from-docker:3", "-p", self.c.profile], env=env,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("example.com/from-docker:3", r.stdout)
+            r = subprocess.run([os.environ.get("MINIK_BIN", "minik"), "image", "load", "--daemon",
+                                "example.com/not-there:1", "-p", self.c.profile], env=env,
+                               capture_output=True, text=True, timeout=120)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("not-there", r.stderr)
+        finally:
+            d.stop()
+        self.k("run", "from-docker", "--image=example.com/from-docker:3", "--restart=Never",
+               "--image-pull-policy=Never")
+        wait_for(lambda: self.pod("from-docker")["status"].get("phase") == "Succeeded", timeout=60,
+                 what="the image from the docker engine to run")
+        self.assertEqual(self.k("logs", "from-docker").stdout, "from the docker engine\n")
+
+    def test_service_account_token_in_the_pod(self):
+        self.k("run", "sa-reader", "--image=busybox", "--", "sleep", "3600")
+        self.ready("sa-reader")
+        d = "/var/run/secrets/kubernetes.io/serviceaccount"
+        token = self.k("exec", "sa-reader", "--", "cat", d + "/token").stdout
+        self.assertEqual(self.k("exec", "sa-reader", "--", "cat", d + "/namespace").stdout, "default")
+        cfg = json.loads(self.k("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        cluster = cfg["clusters"][0]["cluster"]
+        self.assertEqual(self.k("exec", "sa-reader", "--", "cat", d + "/ca.crt").stdout,
+                         base64.b64decode(cluster["certificate-authority-data"]).decode())
+        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+        self.assertEqual(claims["kubernetes.io"]["pod"]["name"], "sa-reader")
+        self.assertEqual(claims["kubernetes.io"]["node"]["name"], "e2e-kubelet")
+        # The token in the pod is a working credential for the API server.
+        path = self.c.token_kubeconfig(token)
+        who = json.loads(self.k("--kubeconfig", path, "auth", "whoami", "-o", "json").stdout)
+        self.assertEqual(who["status"]["userInfo"]["username"], "system:serviceaccount:default:default")
+        self.assertEqual(who["status"]["userInfo"]["extra"]["authentication.kubernetes.io/pod-name"], ["sa-reader"])
+        # The volume is refreshed every few seconds, but the token is kept until it ages.
+        time.sleep(12)
+        self.assertEqual(self.k("exec", "sa-reader", "--", "cat", d + "/token").stdout, token)
+
+    def test_memory_limit_oom_killed(self):
+        self.apply("""apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'echo filling; tail /dev/zero']
+    resources: {limits: {memory: 24Mi}}
+""")
+        wait_for(lambda: self.pod("hog")["status"].get("phase") == "Failed", timeout=60, what="the pod to fail")
+        term = self.pod("hog")["status"]["containerStatuses"][0]["state"]["terminated"]
+        self.assertEqual(term["reason"], "OOMKilled")
+        self.assertEqual(term["exitCode"], 137)
+
+    def test_logs_of_several_containers_and_attach(self):
+        self.apply("""apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: one
+    image: busybox
+    command: [sh, -c, 'for i in 1 2 3; do echo one-$i; done; sleep 3600']
+  - name: two
+    image: busybox
+    command: [sh, -c, 'echo two-1; echo two-2; sleep 3600']
+  - name: talk
+    image: busybox
+    stdin: true
+    command: [sh, -c, 'read line; echo "heard $line"']
+""")
+        self.ready("chatty")
+        wait_for(lambda: "two-2" in self.k("logs", "chatty", "-c", "two").stdout, what="two's output")
+        everything = self.k("logs", "chatty", "--all-containers").stdout
+        for line in ["one-1", "one-3", "two-1", "two-2"]:
+            self.assertIn(line, everything)
+        self.assertEqual(self.k("logs", "chatty", "-c", "one", "--tail=1").stdout, "one-3\n")
+        stamped = self.k("logs", "chatty", "-c", "two", "--timestamps").stdout.splitlines()
+        self.assertRegex(stamped[0], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z two-1$")
+        self.assertEqual(self.k("logs", "chatty", "-c", "one", "--since=1h").stdout.count("one-"), 3)
+        # Attach to the container's stdin: it answers on the attached stdout,
+        # and the attach ends when the container exits.
+        r = self.k("attach", "-i", "chatty", "-c", "talk", input="hello there\n", check=False, timeout=30)
+        self.assertIn("heard hello there", r.stdout)
+        self.assertIn("heard hello there", self.k("logs", "chatty", "-c", "talk").stdout)
+
+    def test_port_forward_to_a_service(self):
+        self.k("run", "echo-svc", "--image=minik/echo-server", "--port=8080", "--labels=app=echo-svc")
+        self.k("expose", "pod", "echo-svc", "--port=80", "--target-port=8080")
+        self.ready("echo-svc")
+        pf = subprocess.Popen(["kubectl", "port-forward", "svc/echo-svc", "0:80"], env=self.c.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = pf.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 8080"
+            self.assertIn("-> 8080", line)
+            port = int(line.split(":")[1].split()[0])
+            # Several connections at once.
+            import concurrent.futures
+            with concurrent.futures.ThreadPoolExecutor(4) as ex:
+                bodies = list(ex.map(lambda i: urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/svc{i}", timeout=10).read().decode(), range(8)))
+            for i, body in enumerate(bodies):
+                self.assertIn(f"real path=/svc{i}", body)
+        finally:
+            pf.terminate()
+            pf.wait(timeout=10)
 
     def test_zz_kubelet_kill_9_keeps_containers(self):
         self.k("create", "namespace", "survivors")

@@ -26,6 +26,7 @@
 #include <regex>
 #include <thread>
 
+#include "common/base64.h"
 #include "common/exec.h"
 #include "common/fs.h"
 #include "common/http.h"
@@ -238,13 +239,12 @@ class StreamServer {
         {"clusters",
          {{{"name", "test"},
            {"cluster",
-            {{"server", server()},
-             {"certificate-authority-data", websocket::Base64Encode(ca_)}}}}}},
+            {{"server", server()}, {"certificate-authority-data", base64::Encode(ca_)}}}}}},
         {"users",
          {{{"name", "admin"},
            {"user",
-            {{"client-certificate-data", websocket::Base64Encode(client_.cert_pem)},
-             {"client-key-data", websocket::Base64Encode(client_.key_pem)}}}}}},
+            {{"client-certificate-data", base64::Encode(client_.cert_pem)},
+             {"client-key-data", base64::Encode(client_.key_pem)}}}}}},
         {"contexts",
          {{{"name", "test"},
            {"context", {{"cluster", "test"}, {"user", "admin"}, {"namespace", "default"}}}}}},

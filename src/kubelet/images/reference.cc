@@ -1,12 +1,11 @@
 // Image references as Docker parses them (github.com/distribution/reference):
 // `[domain/]path[:tag][@digest]`, with `docker.io` and `library/` filled in.
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <stdexcept>
 
+#include "common/base64.h"
 #include "kubelet/images/image_store.h"
 
 namespace minik::kubelet::images {
@@ -108,31 +107,6 @@ bool ValidTag(std::string_view t) {
     }
   }
   return true;
-}
-
-std::string Base64Decode(const std::string& in) {
-  std::string s;
-  for (char c : in) {
-    if (!std::isspace(static_cast<unsigned char>(c))) {
-      s += c;
-    }
-  }
-  while (s.size() % 4 != 0) {
-    s += '=';
-  }
-  std::string out(s.size() / 4 * 3, '\0');
-  int n =
-      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  if (n < 0) {
-    throw std::invalid_argument("invalid base64 in the `auth` field");
-  }
-  size_t pad = 0;
-  for (size_t i = s.size(); i > 0 && s[i - 1] == '='; --i) {
-    ++pad;
-  }
-  out.resize(static_cast<size_t>(n) - std::min<size_t>(pad, static_cast<size_t>(n)));
-  return out;
 }
 
 std::string CanonicalRegistryHost(std::string host) {
@@ -321,14 +295,17 @@ std::optional<RegistryAuth> AuthFromDockerConfig(const json& docker_config,
     RegistryAuth a;
     if (entry.contains("auth") && entry["auth"].is_string() &&
         !entry["auth"].get<std::string>().empty()) {
-      std::string decoded = Base64Decode(entry["auth"].get<std::string>());
-      auto colon = decoded.find(':');
+      std::optional<std::string> decoded = base64::DecodeLenient(entry["auth"].get<std::string>());
+      if (!decoded) {
+        throw std::invalid_argument("invalid base64 in the `auth` field");
+      }
+      auto colon = decoded->find(':');
       if (colon == std::string::npos) {
         throw std::invalid_argument("docker config entry \"" + key +
                                     "\": `auth` is not base64 of USER:PASSWORD");
       }
-      a.username = decoded.substr(0, colon);
-      a.password = decoded.substr(colon + 1);
+      a.username = decoded->substr(0, colon);
+      a.password = decoded->substr(colon + 1);
     } else {
       a.username = entry.value("username", "");
       a.password = entry.value("password", "");

@@ -3,7 +3,6 @@
 // against their digests.
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -12,6 +11,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/base64.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/http_client.h"
@@ -22,15 +22,6 @@ namespace {
 
 constexpr size_t kMaxManifestBytes = 4 << 20;
 constexpr size_t kMaxConfigBytes = 16 << 20;
-
-std::string Base64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
 
 std::string UrlEncode(const std::string& s) {
   static const char* kHex = "0123456789ABCDEF";
@@ -356,7 +347,7 @@ class Registry {
         throw Error(base_ + " wants a user name and password (" + header +
                     "); give them in an imagePullSecret or with --username");
       }
-      std::string basic = "Basic " + Base64(auth_->username + ":" + auth_->password);
+      std::string basic = "Basic " + base64::Encode(auth_->username + ":" + auth_->password);
       if (authorization_ == basic) {
         throw Error(base_ + ": 401 unauthorized: incorrect user name or password");
       }
@@ -384,7 +375,7 @@ class Registry {
     req.follow_redirects = true;
     if (auth_ && !auth_->username.empty()) {
       req.headers.emplace_back("Authorization",
-                               "Basic " + Base64(auth_->username + ":" + auth_->password));
+                               "Basic " + base64::Encode(auth_->username + ":" + auth_->password));
     }
     http::ClientResponse tr = token_client.Send(req);
     if (tr.status != 200 || !tr.error.empty()) {

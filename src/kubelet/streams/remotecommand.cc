@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/base64.h"
 #include "common/log.h"
 #include "kubelet/streams/spdy.h"
 #include "kubelet/streams/stream_util.h"
@@ -216,7 +217,7 @@ class WebSocketExecSession : public ExecSession {
       return ws_->Write(websocket::Opcode::kBinary, frame);
     }
     frame.push_back(static_cast<char>('0' + channel));
-    frame += websocket::Base64Encode(data);
+    frame += base64::Encode(data);
     return ws_->Write(websocket::Opcode::kText, frame);
   }
 
@@ -231,7 +232,7 @@ class WebSocketExecSession : public ExecSession {
       std::string payload = m->data.substr(1);
       if (!binary_) {
         channel = static_cast<uint8_t>(channel - '0');
-        std::optional<std::string> decoded = websocket::Base64Decode(payload);
+        std::optional<std::string> decoded = base64::Decode(payload);
         if (!decoded) {
           log::Debug("exec: invalid base64 on channel {}", channel);
           continue;

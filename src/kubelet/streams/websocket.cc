@@ -1,5 +1,7 @@
 #include "kubelet/streams/websocket.h"
 
+#include "common/base64.h"
+
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -87,46 +89,6 @@ std::string JoinForMessage(const std::vector<std::string>& items) {
 
 }  // namespace
 
-std::string Base64Encode(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()),
-                          static_cast<int>(data.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::optional<std::string> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0) {
-    return std::nullopt;
-  }
-  for (size_t i = 0; i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    bool ok = std::isalnum(c) || c == '+' || c == '/' ||
-              (c == '=' && i >= text.size() - 2 &&
-               (i == text.size() - 1 || text[text.size() - 1] == '='));
-    if (!ok) {
-      return std::nullopt;
-    }
-  }
-  if (text.empty()) {
-    return std::string();
-  }
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()),
-                          static_cast<int>(text.size()));
-  if (n < 0) {
-    return std::nullopt;
-  }
-  size_t pad = 0;
-  if (text.back() == '=') {
-    pad = text[text.size() - 2] == '=' ? 2 : 1;
-  }
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
-
 bool IsValidUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   size_t n = s.size();
@@ -175,7 +137,7 @@ std::string AcceptKey(std::string_view key) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(input.data(), input.size(), digest, &len, EVP_sha1(), nullptr);
-  return Base64Encode(std::string_view(reinterpret_cast<const char*>(digest), len));
+  return base64::Encode(std::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
 bool IsWebSocketRequest(const http::Request& req) {
@@ -485,7 +447,7 @@ std::unique_ptr<Connection> Accept(http::Request& req, http::ResponseWriter& w,
                 {{"Sec-WebSocket-Version", "13"}});
   }
   std::string key = Trim(req.Header("Sec-WebSocket-Key"));
-  std::optional<std::string> raw_key = Base64Decode(key);
+  std::optional<std::string> raw_key = base64::Decode(key);
   if (!raw_key || raw_key->size() != 16) {
     return fail(400, "unable to upgrade: invalid Sec-WebSocket-Key");
   }

@@ -165,7 +165,5 @@ std::unique_ptr<Connection> Accept(http::Request& req, http::ResponseWriter& w,
 
 // Helpers shared with the Kubernetes layer.
 bool IsValidUtf8(std::string_view s);
-std::string Base64Encode(std::string_view data);
-std::optional<std::string> Base64Decode(std::string_view text);
 
 }  // namespace minik::streams::websocket

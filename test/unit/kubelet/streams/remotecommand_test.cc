@@ -15,6 +15,7 @@
 #include <map>
 #include <thread>
 
+#include "common/base64.h"
 #include "fake_stream.h"
 #include "kubelet/streams/portforward.h"
 #include "kubelet/streams/spdy.h"
@@ -307,12 +308,12 @@ TEST_CASE("Exec over WebSocket: base64 protocol and the client going away", "[ex
   ws::Frame first = c.Next();
   CHECK(first.opcode == ws::Opcode::kText);
   CHECK(first.payload == "1");
-  c.Send(ws::Opcode::kText, "0" + ws::Base64Encode("hi there"));
+  c.Send(ws::Opcode::kText, "0" + base64::Encode("hi there"));
   std::string data;
   REQUIRE(s->ReadStdin(&data));
   CHECK(data == "hi there");
   REQUIRE(s->WriteStdout("back"));
-  CHECK(c.Next().payload == "1" + ws::Base64Encode("back"));
+  CHECK(c.Next().payload == "1" + base64::Encode("back"));
   // stderr was not asked for: writes are dropped, as on an ignored channel.
   CHECK(s->WriteStderr("dropped"));
   // The client leaves without a close: stdin ends and the session notices.
