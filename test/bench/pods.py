@@ -23,7 +23,9 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+os.environ.setdefault("MINIK_BIN", os.path.join(HERE, "..", "..", "build", "minik"))
 
 import dockerd  # noqa: E402
 import images  # noqa: E402
@@ -44,17 +46,22 @@ def rounds_for(n):
     return 10 if n == 1 else 1
 
 
-def run_parallel(argvs, env=None, before=None):
+def run_parallel(argvs, env=None):
     """Starts every command at once; returns each one's seconds to exit 0."""
     lat = [None] * len(argvs)
     errors = []
 
     def one(i):
-        t0 = time.monotonic()
-        r = subprocess.run(argvs[i], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        if r.returncode != 0:
-            errors.append(f"{' '.join(argvs[i])}: {r.stderr.strip()}")
-        lat[i] = time.monotonic() - t0
+        # Not pipes: a detached container inherits them, and reading to their
+        # end would wait for the container to exit.
+        with tempfile.TemporaryFile() as err:
+            t0 = time.monotonic()
+            r = subprocess.run(argvs[i], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=err)
+            lat[i] = time.monotonic() - t0
+            if r.returncode != 0:
+                err.seek(0)
+                errors.append(f"{' '.join(argvs[i])}: {err.read().decode(errors='replace').strip()}")
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(argvs))]
     for t in threads:
@@ -66,13 +73,15 @@ def run_parallel(argvs, env=None, before=None):
     return lat
 
 
-def rss_mib(pids):
+def pss_mib(pids):
+    """Proportional set size: memory a process holds alone, plus its share of
+    what it shares (the minik binary's pages are shared by every shim)."""
     total = 0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1])
         except OSError:
             pass
@@ -157,8 +166,8 @@ class MinikPods:
         stop.set()
         if len(running) != n:
             raise RuntimeError(f"only {len(running)} of {n} pods reached Running")
-        mem = (rss_mib(processes_under(self.home, "kubelet")),
-               rss_mib(processes_under(self.home, "shim")) / n)
+        mem = (pss_mib(processes_under(self.home, "kubelet")),
+               pss_mib(processes_under(self.home, "shim")) / n)
         self.v1.delete_collection_namespaced_pod("default", label_selector=f"batch={tag}",
                                                  grace_period_seconds=0)
         wait_for(lambda: not self.v1.list_namespaced_pod("default").items and
@@ -226,6 +235,8 @@ class DockerPeer:
     def batch(self, n, tag):
         lat = run_parallel([["docker", "run", "-d", "--name", f"{tag}-{i}", IMAGE, "sleep", "3600"]
                             for i in range(n)], env=self.d.env)
+        # containerd's shim, one per container, is the peer of minik's.
+        self.shim_pss = pss_mib(processes_under(self.d.dir, "-address")) / n
         ids = self.d.docker("ps", "-aq").stdout.split()
         if ids:
             self.d.docker("rm", "-f", *ids, timeout=300)
@@ -264,6 +275,8 @@ def main():
                     if who == "minik":
                         out, memory[n] = out
                     lat += out
+                    if who == "docker":
+                        memory[n] = memory[n] + (peers[who].shim_pss,)
                 results[(who, n)] = lat
                 print(f"{who}: {n} at once: p50 {percentile(lat, 50) * 1000:.0f} ms, "
                       f"p99 {percentile(lat, 99) * 1000:.0f} ms", flush=True)
@@ -285,8 +298,10 @@ def main():
         print(f"| {n} | " + " | ".join(row) + " | " + " / ".join(ratios) + " |")
     print()
     for n in counts:
-        kubelet, shim = memory[n]
-        print(f"with {n} pods running: kubelet RSS {kubelet:.1f} MiB, shim RSS {shim:.1f} MiB per container")
+        kubelet, shim, *docker_shim = memory[n]
+        peer = f" (docker's containerd-shim: {docker_shim[-1]:.1f} MiB)" if docker_shim else ""
+        print(f"with {n} pods running: kubelet PSS {kubelet:.1f} MiB, "
+              f"shim PSS {shim:.1f} MiB per container{peer}")
 
 
 if __name__ == "__main__":

@@ -8,3 +8,9 @@ command -v etcd >/dev/null || { echo "etcd is missing: scripts/deps.sh --test in
 export MINIK_BIN="$build/minik"
 "$build/test/bench_store" "$secs"
 "$build/test/bench_api" "$secs"
+# Pods need root (runc, CNI, cgroups).
+if [ "$(id -u)" = 0 ]; then
+  MINIK_BIN="$(realpath "$build/minik")" /usr/bin/python3 "$(dirname "$0")/pods.py"
+else
+  echo "pods: skipped (runs containers; run as root)"
+fi
