@@ -30,6 +30,8 @@ struct NodeConfig {
   int hollow_nodes = 0;
   bool kubelet = true;
   uint16_t kubelet_port = 10250;
+  // Flags for the node's components, "COMPONENT.FLAG=VALUE" (minik start --extra-config).
+  std::vector<std::string> extra_config;
 };
 
 enum class NodeState { kNonexistent, kStopped, kStarting, kRunning, kError };

@@ -82,6 +82,9 @@ class NativeDriver : public Driver {
     if (!c.kubelet) {
       spec.argv.push_back("--no-kubelet");
     }
+    for (const auto& e : c.extra_config) {
+      spec.argv.push_back("--extra-config=" + e);
+    }
     spec.log_file = node + "/logs/node-agent.log";
     spec.new_session = true;
     int pid = exec::StartProcess(spec);
@@ -116,8 +119,8 @@ class NativeDriver : public Driver {
     // The node-agent cleans up when it stops; if it died, do it here.
     if (fs::Exists(NodeDir(profile_dir) + "/run")) {
       exec::Command cleanup;
-      cleanup.argv = {exec::SelfExe(), "node-cleanup", "--node-dir", NodeDir(profile_dir),
-                      "--node-name", profile};
+      cleanup.argv = {exec::SelfExe(),      "node-cleanup", "--node-dir",
+                      NodeDir(profile_dir), "--node-name",  profile};
       exec::Result r = exec::Run(cleanup);
       if (!r.ok()) {
         throw Error("clean up node " + profile + ": " + exec::Describe(cleanup, r));

@@ -3,11 +3,15 @@
 
 #include <signal.h>
 
+#include <tuple>
+
 #include "apiserver/apiserver.h"
 #include "cli/commands.h"
+#include "common/clock.h"
 #include "common/exec.h"
 #include "common/log.h"
 #include "controllers/controller_manager.h"
+#include "kubelet/eviction.h"
 #include "kubelet/kubelet.h"
 #include "kubelet/shim.h"
 #include "node/hollow_nodes.h"
@@ -50,6 +54,8 @@ void AddComponents(CLI::App& app) {
   na->add_option("--kubelet-port", agent->kubelet_port, "Port of the kubelet's HTTPS API")
       ->capture_default_str();
   na->add_flag("!--no-kubelet", agent->kubelet, "Do not run the kubelet (control plane only)");
+  na->add_option("--extra-config", agent->extra_config,
+                 "COMPONENT.FLAG=VALUE: a flag for one of the node's components");
   na->callback([agent] {
     int rc = node::RunAgent(*agent);
     if (rc != 0) {
@@ -128,7 +134,35 @@ void AddComponents(CLI::App& app) {
   kc->add_option("--port", kl->port, "Port of the kubelet's HTTPS API")->capture_default_str();
   kc->add_option("--bind-address", kl->bind_address, "Address of the kubelet's HTTPS API")
       ->capture_default_str();
-  kc->callback([kl] {
+  kl->eviction_hard = kubelet::eviction::kDefaultHard;
+  kc->add_option("--eviction-hard", kl->eviction_hard,
+                 "Hard eviction thresholds: SIGNAL<QUANTITY or SIGNAL<PERCENT%, comma-separated")
+      ->capture_default_str();
+  auto housekeeping = std::make_shared<std::string>("10s");
+  auto transition = std::make_shared<std::string>("5m0s");
+  kc->add_option("--housekeeping-interval", *housekeeping,
+                 "How often eviction signals are observed")
+      ->capture_default_str();
+  kc->add_option("--eviction-pressure-transition-period", *transition,
+                 "How long a pressure condition stays after the signal recovers")
+      ->capture_default_str();
+  kc->callback([kl, housekeeping, transition] {
+    try {
+      kubelet::eviction::ParseThresholds(kl->eviction_hard);
+    } catch (const std::exception& e) {
+      throw Exit{2, std::string("--eviction-hard: ") + e.what()};
+    }
+    for (auto [flag, text, out] :
+         {std::tuple{"--housekeeping-interval", housekeeping.get(), &kl->housekeeping_interval},
+          std::tuple{"--eviction-pressure-transition-period", transition.get(),
+                     &kl->eviction_pressure_transition_period}}) {
+      auto d = ParseDuration(*text);
+      if (!d) {
+        throw Exit{2, std::string(flag) + ": \"" + *text +
+                          "\" is not a duration (e.g. 10s, 1m30s, 500ms)"};
+      }
+      *out = *d;
+    }
     kl->minik_binary = exec::SelfExe();
     int rc = kubelet::RunKubelet(*kl);
     if (rc != 0) {

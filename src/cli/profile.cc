@@ -66,6 +66,7 @@ bool LoadProfile(const std::string& profile, ProfileConfig* out) {
   out->hollow_nodes = c.value("hollowNodes", 0);
   out->kubelet = c.value("kubelet", true);
   out->kubelet_port = c.value("kubeletPort", 0);
+  out->extra_config = c.value("extraConfig", std::vector<std::string>{});
   return true;
 }
 
@@ -77,7 +78,8 @@ void SaveProfile(const ProfileConfig& c) {
             {"store", c.store},
             {"hollowNodes", c.hollow_nodes},
             {"kubelet", c.kubelet},
-            {"kubeletPort", c.kubelet_port}};
+            {"kubeletPort", c.kubelet_port},
+            {"extraConfig", c.extra_config}};
   fs::WriteFileAtomic(ProfileDir(c.name) + "/config.json", j.dump(2) + "\n", 0644);
 }
 

@@ -23,6 +23,7 @@ struct ProfileConfig {
   int hollow_nodes = 0;
   bool kubelet = true;
   uint16_t kubelet_port = 0;
+  std::vector<std::string> extra_config;  // "COMPONENT.FLAG=VALUE"
 };
 
 bool LoadProfile(const std::string& profile, ProfileConfig* out);

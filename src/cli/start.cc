@@ -1,5 +1,6 @@
 // `minik start`: creates or restarts a cluster for a profile.
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -13,6 +14,31 @@
 
 namespace minik::cli {
 
+namespace {
+
+// "kubelet.eviction-hard=memory.available<1Gi": a known component and one of its flags.
+void CheckExtraConfig(CLI::App& app, const std::string& e) {
+  static const char* kComponents[] = {"apiserver", "controller-manager", "scheduler", "kubelet"};
+  auto dot = e.find('.'), eq = e.find('=');
+  std::string component = e.substr(0, dot);
+  if (dot == std::string::npos || eq == std::string::npos || eq < dot + 2) {
+    throw Exit{2, "--extra-config " + e + ": expected COMPONENT.FLAG=VALUE, e.g. " +
+                      "kubelet.housekeeping-interval=2s"};
+  }
+  if (std::find(std::begin(kComponents), std::end(kComponents), component) ==
+      std::end(kComponents)) {
+    throw Exit{2, "--extra-config " + e + ": unknown component \"" + component +
+                      "\" (apiserver, controller-manager, scheduler or kubelet)"};
+  }
+  std::string flag = "--" + e.substr(dot + 1, eq - dot - 1);
+  if (!app.get_subcommand(component)->get_option_no_throw(flag)) {
+    throw Exit{2, "--extra-config " + e + ": the " + component + " has no flag " + flag +
+                      "; see `minik " + component + " --help`"};
+  }
+}
+
+}  // namespace
+
 void AddStart(CLI::App& app, GlobalFlags& g) {
   struct Opts {
     std::string driver;
@@ -21,6 +47,7 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
     int wait_seconds = 120;
     int hollow_nodes = -1;
     bool no_kubelet = false;
+    std::vector<std::string> extra_config;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd =
@@ -30,14 +57,22 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
   cmd->add_option("--store", o->store, "Cluster state store: sqlite (durable) or memory");
   cmd->add_option("--hollow-nodes", o->hollow_nodes,
                   "Also run this many simulated nodes (as kwok does), to try controllers at scale");
-  cmd->add_flag("--no-kubelet", o->no_kubelet,
-                "Run only the control plane: no pods run on the node itself (hollow nodes still do)");
+  cmd->add_flag(
+      "--no-kubelet", o->no_kubelet,
+      "Run only the control plane: no pods run on the node itself (hollow nodes still do)");
   cmd->add_flag("--keep-on-failure", o->keep,
                 "Leave what a failed start created in place, for debugging");
   cmd->add_option("--wait", o->wait_seconds, "Seconds to wait for the API server")
       ->capture_default_str();
-  cmd->callback([&g, o] {
+  cmd->add_option("--extra-config", o->extra_config,
+                  "A flag for a component, as minikube takes them: COMPONENT.FLAG=VALUE, e.g. "
+                  "kubelet.eviction-hard=memory.available<1Gi (components: apiserver, "
+                  "controller-manager, scheduler, kubelet); kept in the profile");
+  cmd->callback([&app, &g, o] {
     CheckProfileName(g.profile);
+    for (const auto& e : o->extra_config) {
+      CheckExtraConfig(app, e);
+    }
     ProfileConfig cfg;
     bool exists = LoadProfile(g.profile, &cfg);
     if (exists) {
@@ -64,6 +99,13 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
     }
     if (o->hollow_nodes >= 0) {
       cfg.hollow_nodes = o->hollow_nodes;
+    }
+    // A new --extra-config replaces an earlier one of the same flag.
+    for (const auto& e : o->extra_config) {
+      std::string flag = e.substr(0, e.find('='));
+      std::erase_if(cfg.extra_config,
+                    [&](const std::string& old) { return old.substr(0, old.find('=')) == flag; });
+      cfg.extra_config.push_back(e);
     }
     auto driver = drivers::NewDriver(cfg.driver);
     drivers::Availability a = driver->Check();
@@ -106,6 +148,7 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
           nc.hollow_nodes = cfg.hollow_nodes;
           nc.kubelet = cfg.kubelet;
           nc.kubelet_port = cfg.kubelet_port ? cfg.kubelet_port : 10250;
+          nc.extra_config = cfg.extra_config;
           driver->Start(nc);
         },
         [&] {

@@ -2,7 +2,10 @@
 
 #include <openssl/rand.h>
 
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 namespace minik {
@@ -91,6 +94,49 @@ bool ParseTime(const std::string& s, SystemTime* out) {
   time_t secs = timegm(&u) - offset;
   *out = std::chrono::system_clock::from_time_t(secs) + std::chrono::microseconds(micros);
   return true;
+}
+
+std::optional<std::chrono::milliseconds> ParseDuration(const std::string& s) {
+  if (s == "0") {
+    return std::chrono::milliseconds(0);
+  }
+  static const std::pair<const char*, double> kUnits[] = {
+      {"ms", 1}, {"s", 1000}, {"m", 60e3}, {"h", 3600e3}, {"us", 1e-3}, {"ns", 1e-6}};
+  double total = 0;
+  size_t i = 0;
+  if (s.empty()) {
+    return std::nullopt;
+  }
+  while (i < s.size()) {
+    size_t j = i;
+    while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) || s[j] == '.')) {
+      ++j;
+    }
+    if (j == i) {
+      return std::nullopt;
+    }
+    char* end = nullptr;
+    std::string num = s.substr(i, j - i);
+    double v = std::strtod(num.c_str(), &end);
+    if (*end != '\0') {
+      return std::nullopt;
+    }
+    double scale = 0;
+    size_t unit_len = 0;
+    for (const auto& [unit, ms] : kUnits) {
+      size_t n = std::strlen(unit);
+      if (s.compare(j, n, unit) == 0 && n > unit_len) {
+        scale = ms;
+        unit_len = n;
+      }
+    }
+    if (unit_len == 0) {
+      return std::nullopt;
+    }
+    total += v * scale;
+    i = j + unit_len;
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(total + 0.5));
 }
 
 std::string NewUid() {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace minik {
@@ -20,6 +21,10 @@ std::string FormatTime(SystemTime t);
 std::string FormatMicroTime(SystemTime t);
 // Parses RFC 3339 with optional fraction and a Z or +hh:mm offset; false when malformed.
 bool ParseTime(const std::string& s, SystemTime* out);
+
+// A Go duration as Kubernetes components take them on the command line:
+// "10s", "1m30s", "500ms", "1.5h", "0". nullopt when malformed or negative.
+std::optional<std::chrono::milliseconds> ParseDuration(const std::string& s);
 
 // A random RFC 4122 version 4 UUID.
 std::string NewUid();

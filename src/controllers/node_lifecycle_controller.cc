@@ -4,7 +4,10 @@
 // it reports again they are removed. The NoExecute taint evicts the node's
 // pods: at once when they do not tolerate it, after `tolerationSeconds` when
 // they do for a while (300 s by default, from the DefaultTolerationSeconds
-// admission).
+// admission). The pressure conditions a kubelet reports (MemoryPressure,
+// DiskPressure, PIDPressure) become NoSchedule taints while they are True.
+
+#include <algorithm>
 
 #include "common/log.h"
 #include "controllers/core.h"
@@ -108,12 +111,25 @@ class NodeLifecycleController : public QueueController {
       log::Info("node {} stopped renewing its lease; marked NotReady", name);
       ready_status = "Unknown";
     }
-    // Taints follow the Ready condition.
+    // Taints follow the Ready condition, and the pressure conditions give
+    // NoSchedule taints (as TaintNodesByCondition does).
+    static const std::pair<const char*, const char*> kPressure[] = {
+        {"MemoryPressure", "node.kubernetes.io/memory-pressure"},
+        {"DiskPressure", "node.kubernetes.io/disk-pressure"},
+        {"PIDPressure", "node.kubernetes.io/pid-pressure"}};
     json want = json::array();
     for (const auto& t : taints) {
       std::string k = t.value("key", "");
-      if (k != kUnreachable && k != kNotReady) {
+      bool pressure = std::any_of(std::begin(kPressure), std::end(kPressure),
+                                  [&](const auto& p) { return k == p.second; });
+      if (k != kUnreachable && k != kNotReady && !pressure) {
         want.push_back(t);
+      }
+    }
+    for (const auto& [type, taint_key] : kPressure) {
+      const json* c = GetCondition(node, type);
+      if (c && c->value("status", "") == "True" && ready_status != "Unknown") {
+        want.push_back({{"key", taint_key}, {"effect", "NoSchedule"}});
       }
     }
     const char* key = ready_status == "Unknown" ? kUnreachable

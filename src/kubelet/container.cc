@@ -304,28 +304,55 @@ std::vector<Hierarchy> Hierarchies() {
   return out;
 }
 
-int OomKillField(const std::string& file) {
+int64_t StatField(const std::string& file, const std::string& name) {
   std::ifstream in(file);
   std::string key;
   long long value;
   while (in >> key >> value) {
-    if (key == "oom_kill") {
-      return static_cast<int>(value);
+    if (key == name) {
+      return value;
     }
   }
-  return 0;
+  return -1;
+}
+
+int64_t ReadNumber(const std::string& file) {
+  std::ifstream in(file);
+  long long value = -1;
+  return in >> value ? value : -1;
 }
 
 }  // namespace
 
+int64_t MemoryWorkingSet(const std::string& path) {
+  for (const auto& h : Hierarchies()) {
+    std::string dir = h.mount_point + path;
+    int64_t usage = -1, inactive = 0;
+    if (h.v2) {
+      usage = ReadNumber(dir + "/memory.current");
+      inactive = StatField(dir + "/memory.stat", "inactive_file");
+    } else if (("," + h.options + ",").find(",memory,") != std::string::npos) {
+      usage = ReadNumber(dir + "/memory.usage_in_bytes");
+      inactive = StatField(dir + "/memory.stat", "total_inactive_file");
+    }
+    if (usage >= 0) {
+      return std::max<int64_t>(0, usage - std::max<int64_t>(0, inactive));
+    }
+  }
+  return -1;
+}
+
 int OomKills(const std::string& path) {
   for (const auto& h : Hierarchies()) {
     if (h.v2) {
-      if (int n = OomKillField(h.mount_point + path + "/memory.events")) {
+      if (int n = static_cast<int>(StatField(h.mount_point + path + "/memory.events", "oom_kill"));
+          n > 0) {
         return n;
       }
     } else if (("," + h.options + ",").find(",memory,") != std::string::npos) {
-      if (int n = OomKillField(h.mount_point + path + "/memory.oom_control")) {
+      if (int n =
+              static_cast<int>(StatField(h.mount_point + path + "/memory.oom_control", "oom_kill"));
+          n > 0) {
         return n;
       }
     }

@@ -97,6 +97,9 @@ ContainerRun ReadRun(const std::string& dir);
 // to the hierarchy's root, as in the OCI spec): `oom_kill` in memory.events
 // (cgroup v2) or memory.oom_control (v1). 0 when the cgroup is gone.
 int OomKills(const std::string& path);
+// The memory working set of the cgroup `path` (usage less inactive file
+// pages, as the kubelet counts it for eviction), or -1 when it is unknown.
+int64_t MemoryWorkingSet(const std::string& path);
 // Removes the cgroup `path` and every cgroup below it, deepest first, in
 // every mounted hierarchy (v1 and v2); cgroups that still hold processes stay.
 // With `recursive` false, only `path` itself goes, and only when empty.

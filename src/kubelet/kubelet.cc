@@ -8,12 +8,14 @@
 #include <sys/mount.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
 
+#include "api/quantity.h"
 #include "client/client.h"
 #include "client/events.h"
 #include "common/clock.h"
@@ -21,6 +23,7 @@
 #include "common/fs.h"
 #include "common/http.h"
 #include "common/log.h"
+#include "kubelet/eviction.h"
 #include "kubelet/pod_worker.h"
 #include "kubelet/server.h"
 
@@ -76,6 +79,8 @@ class Kubelet {
     ctx_.node_name = o.node_name;
     ctx_.node_ip = o.node_ip;
     ctx_.minik_binary = o.minik_binary;
+    thresholds_ = eviction::ParseThresholds(o.eviction_hard.empty() ? eviction::kDefaultHard
+                                                                    : o.eviction_hard);
   }
 
   void Run(const std::atomic<bool>& stop) {
@@ -93,6 +98,7 @@ class Kubelet {
     pods_->Start();
     auto next_lease = std::chrono::steady_clock::now();
     auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    auto next_housekeeping = std::chrono::steady_clock::now();
     while (!stop) {
       auto now = std::chrono::steady_clock::now();
       if (now >= next_lease) {
@@ -110,6 +116,14 @@ class Kubelet {
           log::Warn("node status: {}", e.what());
         }
         next_status = now + std::chrono::seconds(60);
+      }
+      if (now >= next_housekeeping) {
+        try {
+          Housekeeping();
+        } catch (const std::exception& e) {
+          log::Warn("eviction: {}", e.what());
+        }
+        next_housekeeping = now + o_.housekeeping_interval;
       }
       Reap();
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -158,7 +172,7 @@ class Kubelet {
     std::lock_guard lock(mu_);
     auto it = workers_.find(uid);
     if (it == workers_.end()) {
-      workers_[uid] = std::make_unique<PodWorker>(ctx_, p);
+      workers_[uid] = std::make_unique<PodWorker>(ctx_, p, Admit(*p));
     } else {
       it->second->Update(p);
     }
@@ -188,6 +202,128 @@ class Kubelet {
     // Workers join their threads outside the lock.
   }
 
+  // Why a new pod may not start on this node under pressure ("" when it may),
+  // as the kubelet's eviction admission says it: under memory pressure only
+  // BestEffort pods are refused, under disk pressure every pod.
+  std::string Admit(const json& pod) const {
+    std::string phase = GetString(pod, "status.phase");
+    if ((phase != "Pending" && !phase.empty()) || ::minik::Find(pod, "status.containerStatuses")) {
+      return "";  // started before (a kubelet restart adopts it)
+    }
+    if (disk_pressure_) {
+      return "The node had condition: [DiskPressure]. ";
+    }
+    if (memory_pressure_ && GetString(pod, "status.qosClass", "BestEffort") == "BestEffort") {
+      return "The node had condition: [MemoryPressure]. ";
+    }
+    return "";
+  }
+
+  // Node-pressure eviction: observes the signals, keeps the pressure
+  // conditions, and while a hard threshold is crossed evicts one pod per round,
+  // the first in Kubernetes' ranking for the starved resource.
+  void Housekeeping() {
+    using Clock = std::chrono::steady_clock;
+    auto observed = eviction::ObserveNode(o_.root, ctx_.paths.ImagesDir());
+    auto crossed = eviction::Crossed(thresholds_, observed);
+    Clock::time_point now = Clock::now();
+    for (const auto& t : crossed) {
+      (eviction::IsMemory(t.signal) ? last_memory_pressure_ : last_disk_pressure_) = now;
+    }
+    auto within = [&](Clock::time_point last) {
+      return last != Clock::time_point{} && now - last < o_.eviction_pressure_transition_period;
+    };
+    bool memory = within(last_memory_pressure_), disk = within(last_disk_pressure_);
+    if (memory != memory_pressure_ || disk != disk_pressure_) {
+      // Node events name the node by its name, as the kubelet's do.
+      json node = {{"kind", "Node"}, {"metadata", {{"name", o_.node_name}, {"uid", o_.node_name}}}};
+      if (memory != memory_pressure_) {
+        log::Info("node {}: memory pressure {}", o_.node_name, memory ? "begins" : "ends");
+        ctx_.events->Event(node, "Normal",
+                           memory ? "NodeHasInsufficientMemory" : "NodeHasSufficientMemory",
+                           "Node " + o_.node_name + " status is now: " +
+                               (memory ? "NodeHasInsufficientMemory" : "NodeHasSufficientMemory"));
+      }
+      if (disk != disk_pressure_) {
+        log::Info("node {}: disk pressure {}", o_.node_name, disk ? "begins" : "ends");
+        ctx_.events->Event(node, "Normal", disk ? "NodeHasDiskPressure" : "NodeHasNoDiskPressure",
+                           "Node " + o_.node_name + " status is now: " +
+                               (disk ? "NodeHasDiskPressure" : "NodeHasNoDiskPressure"));
+      }
+      memory_pressure_ = memory;
+      disk_pressure_ = disk;
+      UpdateNodeStatus();
+    }
+    if (crossed.empty()) {
+      return;
+    }
+    // Memory first, as the kubelet orders its signals.
+    std::stable_sort(crossed.begin(), crossed.end(), [](const auto& a, const auto& b) {
+      return eviction::IsMemory(a.signal) && !eviction::IsMemory(b.signal);
+    });
+    const eviction::Threshold& t = crossed.front();
+    std::string resource = eviction::SignalResource(t.signal);
+    // Workers are only removed by Reap(), on this thread: the pointers stay valid.
+    std::map<std::string, PodWorker*> workers;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [uid, w] : workers_) {
+        if (w->evicted() && !w->eviction_done()) {
+          return;  // the last eviction is still releasing what the pod held
+        }
+        workers[uid] = w.get();
+      }
+    }
+    std::vector<eviction::Candidate> candidates;
+    for (const auto& [uid, w] : workers) {
+      json pod = w->CurrentPod();
+      std::string phase = GetString(pod, "status.phase");
+      if (w->evicted() || phase == "Succeeded" || phase == "Failed" ||
+          ::minik::Find(pod, "metadata.deletionTimestamp") ||
+          pod["spec"].value("priority", 0) >= kSystemCriticalPriority) {
+        continue;
+      }
+      eviction::Candidate c;
+      c.uid = uid;
+      c.priority = pod["spec"].value("priority", 0);
+      for (const auto& ctr : pod["spec"].value("containers", json::array())) {
+        const json* r = ::minik::Find(ctr, "resources.requests");
+        if (r && r->contains(resource)) {
+          c.request += api::QuantityMilli((*r)[resource]) / 1000;
+        }
+      }
+      if (eviction::IsMemory(t.signal)) {
+        c.usage = std::max<int64_t>(0, MemoryWorkingSet(ctx_.paths.PodCgroup(uid)));
+      } else {
+        eviction::DiskUse a = eviction::DiskUsage(ctx_.paths.PodDir(uid)),
+                          b = eviction::DiskUsage(
+                              ctx_.paths.PodLogDir(GetString(pod, "metadata.namespace"),
+                                                   GetString(pod, "metadata.name"), uid));
+        c.usage = resource == "inodes" ? a.inodes + b.inodes : a.bytes + b.bytes;
+      }
+      candidates.push_back(c);
+    }
+    if (candidates.empty()) {
+      log::Warn("node {}: {} crossed, and no pod can be evicted", o_.node_name, t.text);
+      return;
+    }
+    eviction::Rank(&candidates);
+    const eviction::Candidate& victim = candidates.front();
+    const eviction::Observation& obs = observed[t.signal];
+    auto amount = [&](int64_t v) {
+      return resource == "inodes" ? std::to_string(v) : std::to_string(v / 1024) + "Ki";
+    };
+    std::string message = "The node was low on resource: " + resource +
+                          ". Threshold quantity: " + t.text.substr(t.text.find('<') + 1) +
+                          ", available: " + amount(obs.available) + ". Pod was using " +
+                          amount(victim.usage) + ", request is " + amount(victim.request) +
+                          ", has larger consumption of " + resource + ". ";
+    PodWorker* w = workers[victim.uid];
+    log::Info("node {}: {} crossed; evicting pod {}: {}", o_.node_name, t.text,
+              GetString(w->CurrentPod(), "metadata.name"), message);
+    w->Evict(message);
+  }
+
   json NodeStatus() {
     std::string now = FormatTime(Now());
     json cond = json::array();
@@ -199,9 +335,18 @@ class Kubelet {
                       {"lastHeartbeatTime", now},
                       {"lastTransitionTime", now}});
     };
-    add("MemoryPressure", "False", "KubeletHasSufficientMemory",
-        "kubelet has sufficient memory available");
-    add("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure");
+    if (memory_pressure_) {
+      add("MemoryPressure", "True", "KubeletHasInsufficientMemory",
+          "kubelet has insufficient memory available");
+    } else {
+      add("MemoryPressure", "False", "KubeletHasSufficientMemory",
+          "kubelet has sufficient memory available");
+    }
+    if (disk_pressure_) {
+      add("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure");
+    } else {
+      add("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure");
+    }
     add("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available");
     add("Ready", "True", "KubeletReady", "kubelet is posting ready status");
     struct statvfs vfs;
@@ -348,8 +493,15 @@ class Kubelet {
     }
   }
 
+  // Pods at or above this priority (system-node-critical, system-cluster-critical)
+  // are never evicted.
+  static constexpr int kSystemCriticalPriority = 2000000000;
+
   KubeletOptions o_;
   KubeletContext ctx_;
+  std::vector<eviction::Threshold> thresholds_;
+  std::chrono::steady_clock::time_point last_memory_pressure_{}, last_disk_pressure_{};
+  std::atomic<bool> memory_pressure_{false}, disk_pressure_{false};
   std::string boot_id_;
   std::shared_ptr<client::Informer> pods_;
   std::mutex mu_;

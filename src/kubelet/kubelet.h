@@ -9,6 +9,7 @@
 // status back, and serves logs, exec, attach and port-forward on its HTTPS
 // API for the API server to proxy.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -25,6 +26,10 @@ struct KubeletOptions {
   std::string minik_binary;
   uint16_t port = 10250;  // the kubelet's HTTPS API
   std::string bind_address = "127.0.0.1";
+  // Node-pressure eviction (see eviction.h), with the kubelet's flags and defaults.
+  std::string eviction_hard;  // "" for eviction::kDefaultHard
+  std::chrono::milliseconds housekeeping_interval{10000};
+  std::chrono::milliseconds eviction_pressure_transition_period{300000};
 };
 
 int RunKubelet(const KubeletOptions& opts);

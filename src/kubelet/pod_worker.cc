@@ -91,7 +91,8 @@ void ResolveUser(const std::string& rootfs, const std::string& user, int* uid, i
 
 }  // namespace
 
-PodWorker::PodWorker(KubeletContext& ctx, client::Object pod) : ctx_(ctx), pod_(std::move(pod)) {
+PodWorker::PodWorker(KubeletContext& ctx, client::Object pod, std::string reject)
+    : ctx_(ctx), pod_(std::move(pod)), evict_message_(std::move(reject)) {
   uid_ = GetString(*pod_, "metadata.uid");
   ns_ = GetString(*pod_, "metadata.namespace");
   name_ = GetString(*pod_, "metadata.name");
@@ -118,6 +119,22 @@ void PodWorker::Deleted() {
     wake_ = true;
   }
   cv_.notify_all();
+}
+
+void PodWorker::Evict(const std::string& message) {
+  {
+    std::lock_guard lock(mu_);
+    if (evict_message_.empty()) {
+      evict_message_ = message;
+    }
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool PodWorker::evicted() const {
+  std::lock_guard lock(mu_);
+  return !evict_message_.empty();
 }
 
 void PodWorker::Detach() {
@@ -1082,6 +1099,21 @@ void PodWorker::Sync() {
     return;
   }
   std::string phase = GetString(pod, "status.phase");
+  std::string evict_message;
+  {
+    std::lock_guard lock(mu_);
+    evict_message = evict_message_;
+  }
+  if (!evict_message.empty() && phase != "Succeeded" && phase != "Failed") {
+    if (!evicted_) {
+      // Hard eviction: no grace period. Logs stay for `kubectl logs`.
+      ctx_.events->Event(pod, "Warning", "Evicted", evict_message);
+      Terminate(0, false);
+      evicted_ = true;
+    }
+    WriteStatus();
+    return;
+  }
   if (phase == "Succeeded" || phase == "Failed") {
     // Finished pods keep their status and logs; their sandbox goes.
     if (sandbox_ready_) {
@@ -1324,6 +1356,23 @@ void PodWorker::WriteStatus() {
       }
     }
   }
+  std::string evict_message;
+  {
+    std::lock_guard lock(mu_);
+    evict_message = evict_message_;
+  }
+  if (evicted_) {
+    phase = "Failed";
+    for (auto& c : conditions) {
+      if (c["type"] == "Ready" || c["type"] == "ContainersReady") {
+        c = cond(c["type"].get<std::string>(), false, "PodFailed");
+      }
+    }
+    json d = cond("DisruptionTarget", true);
+    d["reason"] = "TerminationByKubelet";
+    d["message"] = evict_message;
+    conditions.push_back(d);
+  }
   std::string ip = PodIp();
   json status = {{"phase", phase},
                  {"conditions", conditions},
@@ -1340,6 +1389,10 @@ void PodWorker::WriteStatus() {
   }
   if (!init_statuses.empty()) {
     status["initContainerStatuses"] = init_statuses;
+  }
+  if (evicted_) {
+    status["reason"] = "Evicted";
+    status["message"] = evict_message;
   }
   Publish();
   if (status == last_status_) {

@@ -37,7 +37,9 @@ struct KubeletContext {
 
 class PodWorker {
  public:
-  PodWorker(KubeletContext& ctx, client::Object pod);
+  // With `reject` set, the pod is not admitted: it fails at once with that
+  // message and runs nothing (a node under pressure).
+  PodWorker(KubeletContext& ctx, client::Object pod, std::string reject = "");
   ~PodWorker();
   // A newer version of the pod from the informer.
   void Update(client::Object pod);
@@ -47,6 +49,13 @@ class PodWorker {
   void Detach();
   // Stops every container and tears the sandbox down (node shutdown).
   void Shutdown();
+  // Evicts the pod (node pressure): its containers are killed, its sandbox and
+  // volumes removed, and it fails with reason Evicted and `message`.
+  void Evict(const std::string& message);
+  // Evicted or failed to admit; its resources are being or have been released.
+  bool evicted() const;
+  // The eviction is done: containers stopped, sandbox and volumes removed.
+  bool eviction_done() const { return evicted_; }
   bool finished() const { return finished_; }
   std::string uid() const { return uid_; }
 
@@ -59,6 +68,7 @@ class PodWorker {
   std::optional<Running> Find(const std::string& container) const;
   std::string PodIp() const;
   std::string Netns() const;
+  json CurrentPod() const;
 
  private:
   struct ContainerRec {
@@ -98,7 +108,6 @@ class PodWorker {
   // Makes the containers' current attempts visible to Find (other threads).
   void Publish();
   std::vector<std::string> EnvFor(const json& c, const images::ImageConfig& image);
-  json CurrentPod() const;
   std::string LogPath(const std::string& name, int attempt) const;
 
   KubeletContext& ctx_;
@@ -117,7 +126,9 @@ class PodWorker {
   std::map<std::string, std::string> volume_paths_;
   std::map<std::string, bool> volume_read_only_;
   SystemTime volumes_refreshed_{};
-  TokenCache tokens_;  // service account tokens of projected volumes
+  TokenCache tokens_;                 // service account tokens of projected volumes
+  std::string evict_message_;         // guarded by mu_
+  std::atomic<bool> evicted_{false};  // the eviction is done
   std::string start_time_;
   json last_status_;
   std::condition_variable cv_;

@@ -176,6 +176,14 @@ int RunAgent(const AgentOptions& opts) {
                               {self, "hollow-nodes", "--server", server, "--cert-dir", certs,
                                "--count", std::to_string(opts.hollow_nodes)}});
   }
+  for (const auto& e : opts.extra_config) {
+    auto dot = e.find('.');
+    for (auto& c : comps) {
+      if (dot != std::string::npos && c.name == e.substr(0, dot)) {
+        c.argv.push_back("--" + e.substr(dot + 1));
+      }
+    }
+  }
   // Dependency order: the API server first, then what talks to it once it answers.
   StartComponent(comps[0], logs);
   WriteStatus(opts.node_dir, comps, "Starting");
@@ -270,8 +278,8 @@ int RunAgent(const AgentOptions& opts) {
   // Whatever the kubelet could not stop (it may have died) goes now.
   if (opts.kubelet) {
     exec::Command cleanup;
-    cleanup.argv = {exec::SelfExe(), "node-cleanup", "--node-dir", opts.node_dir, "--node-name",
-                    opts.node_name};
+    cleanup.argv = {exec::SelfExe(), "node-cleanup", "--node-dir",
+                    opts.node_dir,   "--node-name",  opts.node_name};
     exec::Result r = exec::Run(cleanup);
     if (!r.ok()) {
       log::Warn("{}", exec::Describe(cleanup, r));

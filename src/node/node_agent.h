@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace minik::node {
 
@@ -19,6 +20,8 @@ struct AgentOptions {
   std::string node_name = "minik";
   bool kubelet = true;  // run pods as real containers on this node
   uint16_t kubelet_port = 10250;
+  // "COMPONENT.FLAG=VALUE": `--FLAG=VALUE` added to that component's command line.
+  std::vector<std::string> extra_config;
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

@@ -9,7 +9,8 @@ from cluster import MINIK, Cluster
 
 class CliTest(unittest.TestCase):
     def test_every_command_has_help(self):
-        for cmd in ["start", "stop", "status", "delete", "version", "apiserver", "node-agent"]:
+        for cmd in ["start", "stop", "status", "delete", "version", "apiserver", "node-agent",
+                    "kubelet", "controller-manager", "scheduler", "image"]:
             r = subprocess.run([MINIK, cmd, "--help"], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, cmd)
             self.assertIn("Usage:", r.stdout + r.stderr)
@@ -25,6 +26,13 @@ class CliTest(unittest.TestCase):
             self.assertIn("unknown driver 'warp'", r.stderr)
             r = subprocess.run([MINIK, "start", "-p", "Bad_Name"], env=c.env, capture_output=True, text=True)
             self.assertIn("invalid profile name", r.stderr)
+            for bad, says in [("kubelet.no-such-flag=1", "the kubelet has no flag --no-such-flag"),
+                              ("etcd.quota=1", 'unknown component "etcd"'),
+                              ("kubelet", "expected COMPONENT.FLAG=VALUE")]:
+                r = c.minik("start", "--extra-config", bad, check=False)
+                self.assertEqual(r.returncode, 2, bad)
+                self.assertIn(says, r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(c.env["MINIK_HOME"], "profiles", "nope")))
         finally:
             c.delete()
 

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 
+#include "common/clock.h"
 #include "common/json.h"
 
 using namespace minik;
@@ -85,4 +86,19 @@ TEST_CASE("YAML: emitting and reading back a kubeconfig-like document", "[yaml]"
       {"colon", "a: b"},
       {"num", "0123"}};
   CHECK(ParseYaml(ToYaml(c)).value == c);
+}
+
+TEST_CASE("Go durations parse as kubelet flags take them") {
+  using std::chrono::milliseconds;
+  CHECK(minik::ParseDuration("10s") == milliseconds(10000));
+  CHECK(minik::ParseDuration("5m0s") == milliseconds(300000));
+  CHECK(minik::ParseDuration("1h30m") == milliseconds(5400000));
+  CHECK(minik::ParseDuration("500ms") == milliseconds(500));
+  CHECK(minik::ParseDuration("1.5s") == milliseconds(1500));
+  CHECK(minik::ParseDuration("0") == milliseconds(0));
+  CHECK_FALSE(minik::ParseDuration(""));
+  CHECK_FALSE(minik::ParseDuration("10"));
+  CHECK_FALSE(minik::ParseDuration("-1s"));
+  CHECK_FALSE(minik::ParseDuration("1x"));
+  CHECK_FALSE(minik::ParseDuration("s"));
 }
