@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -28,6 +30,38 @@ void CloseFrom(int first) {
 }
 
 namespace {
+
+// posix_spawn: the child shares the parent's memory until it execs
+// (vfork-style), so starting a program costs no copy of the page tables, which
+// matters in a large multi-threaded process such as the kubelet. The child
+// gets `stdio` as fds 0-2, nothing else open, no blocked signals and SIGPIPE
+// at its default. Returns 0 or the errno of the failed start.
+int SpawnChild(const std::string& path, char* const* argv, char* const* envp,
+               std::array<int, 3> stdio, bool new_session, pid_t* pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  for (int i = 0; i < 3; ++i) {
+    posix_spawn_file_actions_adddup2(&fa, stdio[static_cast<size_t>(i)], i);
+  }
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (new_session) {
+    flags |= POSIX_SPAWN_SETSID;
+  }
+  posix_spawnattr_setflags(&attr, flags);
+  int rc = posix_spawn(pid, path.c_str(), &fa, &attr, argv, envp);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc;
+}
 
 Runner& TestRunner() {
   static Runner runner;
@@ -64,25 +98,17 @@ Result RunReal(const Command& cmd) {
   }
   argv.push_back(nullptr);
   std::string path = LookPath(cmd.argv.at(0));
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    CloseFrom(3);
-    signal(SIGPIPE, SIG_DFL);
-    execve(path.empty() ? argv[0] : path.c_str(), argv.data(), envp.data());
-    dprintf(2, "exec %s: %s", argv[0], std::strerror(errno));
-    _exit(127);
-  }
+  pid_t pid = -1;
+  int rc = SpawnChild(path.empty() ? cmd.argv.at(0) : path, argv.data(), envp.data(),
+                      {in[0], out[1], err[1]}, false, &pid);
   close(in[0]);
   close(out[1]);
   close(err[1]);
-  if (pid < 0) {
+  if (rc != 0) {
     close(in[1]);
     close(out[0]);
     close(err[0]);
-    r.err = std::string("fork: ") + std::strerror(errno);
+    r.err = "exec " + cmd.argv.at(0) + ": " + std::strerror(rc);
     return r;
   }
   size_t written = 0;
@@ -238,6 +264,21 @@ int StartProcess(const Spawn& spec) {
     argv.push_back(a.data());
   }
   argv.push_back(nullptr);
+  if (!spec.die_with_parent) {
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int out = log_fd >= 0 ? log_fd : devnull;
+    pid_t pid = -1;
+    int rc = SpawnChild(path, argv.data(), environ, {devnull, out, out}, spec.new_session, &pid);
+    close(devnull);
+    if (log_fd >= 0) {
+      close(log_fd);
+    }
+    if (rc != 0) {
+      throw SystemError("start " + path, rc);
+    }
+    return pid;
+  }
+  // PR_SET_PDEATHSIG needs code in the child: fork.
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {

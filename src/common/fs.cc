@@ -90,4 +90,11 @@ std::string HomeDir() {
   return "/root";
 }
 
+bool IsMountPoint(const std::string& path) {
+  struct stat self, parent;
+  std::string up = path + "/..";
+  return ::stat(path.c_str(), &self) == 0 && ::stat(up.c_str(), &parent) == 0 &&
+         self.st_dev != parent.st_dev;
+}
+
 }  // namespace minik::fs

@@ -14,5 +14,9 @@ bool Exists(const std::string& path);
 void MakeDirs(const std::string& path, mode_t mode = 0755);
 void RemoveAll(const std::string& path);
 std::string HomeDir();
+// True when another filesystem is mounted at `path` (its device differs from
+// its parent's: overlay, tmpfs, proc; not a bind mount within one filesystem).
+// Cheaper than reading /proc/self/mounts, which is long on a busy node.
+bool IsMountPoint(const std::string& path);
 
 }  // namespace minik::fs

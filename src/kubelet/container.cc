@@ -234,8 +234,7 @@ void MountRootfs(const std::string& dir, const std::vector<std::string>& layers)
   fs::MakeDirs(dir + "/upper");
   fs::MakeDirs(dir + "/work");
   // Already mounted (a restarted kubelet)?
-  std::string mounts = fs::ReadFile("/proc/self/mounts");
-  if (mounts.find(" " + rootfs + " ") != std::string::npos) {
+  if (fs::IsMountPoint(rootfs)) {
     return;
   }
   std::string lower;
@@ -291,8 +290,16 @@ struct Hierarchy {
   bool v2 = false;
   std::string options;
 };
+std::vector<Hierarchy> ReadHierarchies();
 
-std::vector<Hierarchy> Hierarchies() {
+// Read once: the hierarchies do not change while the kubelet runs, and
+// /proc/self/mounts is long on a node with many pods.
+const std::vector<Hierarchy>& Hierarchies() {
+  static const std::vector<Hierarchy> kAll = ReadHierarchies();
+  return kAll;
+}
+
+std::vector<Hierarchy> ReadHierarchies() {
   std::vector<Hierarchy> out;
   std::ifstream in("/proc/self/mounts");
   std::string dev, target, type, options, rest;

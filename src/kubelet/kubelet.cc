@@ -75,6 +75,7 @@ class Kubelet {
     cni.subnet = o.pod_cidr;
     cni.state_dir = ctx_.paths.CniDir();
     ctx_.network = std::make_unique<PodNetwork>(cni);
+    ctx_.network->EnsureMasquerade();
     ctx_.images = std::make_unique<images::ImageStore>(ctx_.paths.ImagesDir());
     ctx_.node_name = o.node_name;
     ctx_.node_ip = o.node_ip;
@@ -582,6 +583,7 @@ void CleanupNode(const std::string& root, const std::string& node) {
   for (const auto& e : std::filesystem::directory_iterator(root + "/run/netns", ec)) {
     unlink(e.path().c_str());
   }
+  PodNetwork::RemoveMasquerade(bridge);
   exec::Command del;
   del.argv = {"ip", "link", "del", bridge};
   exec::Run(del);  // absent is fine

@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iomanip>
+#include <sstream>
+#include <thread>
 
 #include "common/error.h"
 #include "common/exec.h"
@@ -27,34 +30,20 @@ void CreateNetns(const std::string& path) {
     throw SystemError("create netns file '" + path + "'", errno);
   }
   close(fd);
-  // A child enters a new network namespace and binds it to the file, so the
-  // namespace lives on after the child exits.
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) {
-    throw SystemError("pipe", errno);
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pipefd[0]);
-    int err = 0;
+  // A thread enters a new network namespace and binds it to the file, so the
+  // namespace lives on after the thread ends. (Namespaces are per thread; a
+  // thread is far cheaper than forking this process.)
+  int err = 0;
+  std::thread([&] {
     if (unshare(CLONE_NEWNET) != 0) {
       err = errno;
-    } else if (mount("/proc/self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    } else if (mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       err = errno;
     }
-    ssize_t w = write(pipefd[1], &err, sizeof(err));
-    (void)w;
-    _exit(err ? 1 : 0);
-  }
-  close(pipefd[1]);
-  int err = EIO;
-  ssize_t r = read(pipefd[0], &err, sizeof(err));
-  close(pipefd[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  if (r != sizeof(err) || err != 0) {
+  }).join();
+  if (err != 0) {
     unlink(path.c_str());
-    throw SystemError("create network namespace '" + path + "'", err ? err : EIO);
+    throw SystemError("create network namespace '" + path + "'", err);
   }
 }
 
@@ -72,7 +61,7 @@ json PodNetwork::ConfList() const {
            {{{"type", "bridge"},
              {"bridge", cfg_.bridge},
              {"isGateway", true},
-             {"ipMasq", true},
+             {"ipMasq", false},  // EnsureMasquerade() does it for the node
              {"hairpinMode", true},
              {"ipam",
               {{"type", "host-local"},
@@ -80,6 +69,69 @@ json PodNetwork::ConfList() const {
                {"routes", {{{"dst", "0.0.0.0/0"}}}},
                {"dataDir", cfg_.state_dir + "/ipam"}}}},
             {{"type", "portmap"}, {"capabilities", {{"portMappings", true}}}}}}};
+}
+
+namespace {
+
+std::string MasqChain(const std::string& bridge) {
+  return "MINIK-MASQ-" + bridge;
+}
+
+exec::Result Iptables(std::vector<std::string> args) {
+  exec::Command c;
+  c.argv = {"iptables", "-w", "-t", "nat"};
+  c.argv.insert(c.argv.end(), args.begin(), args.end());
+  return exec::Run(c);
+}
+
+}  // namespace
+
+void PodNetwork::EnsureMasquerade() {
+  std::string chain = MasqChain(cfg_.bridge);
+  Iptables({"-N", chain});  // exists already after a restart
+  exec::Result r = Iptables({"-F", chain});
+  for (auto rule : {std::vector<std::string>{"-A", chain, "-d", cfg_.subnet, "-j", "RETURN"},
+                    std::vector<std::string>{"-A", chain, "-d", "224.0.0.0/4", "-j", "RETURN"},
+                    std::vector<std::string>{"-A", chain, "-j", "MASQUERADE"}}) {
+    if (r.exit_code == 0) {
+      r = Iptables(rule);
+    }
+  }
+  std::vector<std::string> jump = {
+      "POSTROUTING",          "-s", cfg_.subnet, "-m", "comment", "--comment",
+      "minik " + cfg_.bridge, "-j", chain};
+  std::vector<std::string> check = {"-C"}, append = {"-A"};
+  check.insert(check.end(), jump.begin(), jump.end());
+  append.insert(append.end(), jump.begin(), jump.end());
+  if (r.exit_code == 0 && Iptables(check).exit_code != 0) {
+    r = Iptables(append);
+  }
+  if (r.exit_code != 0) {
+    throw Error("iptables: masquerading for the pod network " + cfg_.subnet + " failed: " + r.err +
+                "; is iptables installed (apt-get install iptables)?");
+  }
+}
+
+void PodNetwork::RemoveMasquerade(const std::string& bridge) {
+  std::string chain = MasqChain(bridge);
+  exec::Result rules = Iptables({"-S", "POSTROUTING"});
+  std::stringstream in(rules.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("-A POSTROUTING ", 0) != 0 || line.find("-j " + chain) == std::string::npos) {
+      continue;
+    }
+    // The rule as iptables printed it, deleted with the same words.
+    std::vector<std::string> args = {"-D"};
+    std::stringstream words(line.substr(3));
+    std::string w;
+    while (words >> std::quoted(w)) {
+      args.push_back(w);
+    }
+    Iptables(args);
+  }
+  Iptables({"-F", chain});
+  Iptables({"-X", chain});
 }
 
 json PodNetwork::Invoke(const json& plugin, const std::string& command, const std::string& id,

@@ -38,6 +38,13 @@ class PodNetwork {
   // Disconnects it; safe to repeat, and after the namespace is gone.
   void Del(const std::string& pod_uid, const std::string& netns, const std::string& pod_ns,
            const std::string& pod_name);
+  // Masquerades traffic from the pod CIDR that leaves it: one iptables chain
+  // for the node (MINIK-MASQ-<bridge>, jumped to from nat POSTROUTING) rather
+  // than the bridge plugin's chain per pod, which would serialise every pod
+  // start on the iptables lock. Idempotent.
+  void EnsureMasquerade();
+  // Removes that chain and its jump (node cleanup); safe to repeat.
+  static void RemoveMasquerade(const std::string& bridge);
 
  private:
   json ConfList() const;

@@ -19,11 +19,6 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-bool IsMounted(const std::string& path) {
-  std::string mounts = fs::ReadFile("/proc/self/mounts");
-  return mounts.find(" " + path + " ") != std::string::npos;
-}
-
 // Files for a projected-like volume: relative path -> (content, mode).
 using Files = std::map<std::string, std::pair<std::string, int>>;
 
@@ -279,7 +274,7 @@ std::map<std::string, PreparedVolume> PrepareVolumes(const VolumeContext& ctx, c
       if (v.contains("emptyDir")) {
         fs::MakeDirs(dir, 0777);
         chmod(dir.c_str(), 0777);
-        if (v["emptyDir"].value("medium", "") == "Memory" && !IsMounted(dir)) {
+        if (v["emptyDir"].value("medium", "") == "Memory" && !fs::IsMountPoint(dir)) {
           std::string opts = "mode=1777";
           if (v["emptyDir"].contains("sizeLimit")) {
             int64_t bytes = api::QuantityMilli(v["emptyDir"]["sizeLimit"]) / 1000;

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -176,11 +177,23 @@ int RunAgent(const AgentOptions& opts) {
                               {self, "hollow-nodes", "--server", server, "--cert-dir", certs,
                                "--count", std::to_string(opts.hollow_nodes)}});
   }
+  // Extra flags: one the agent already passes gets the new value (a component
+  // refuses a flag given twice), any other is added.
   for (const auto& e : opts.extra_config) {
-    auto dot = e.find('.');
+    auto dot = e.find('.'), eq = e.find('=');
+    if (dot == std::string::npos || eq == std::string::npos || eq < dot) {
+      continue;
+    }
+    std::string flag = "--" + e.substr(dot + 1, eq - dot - 1), value = e.substr(eq + 1);
     for (auto& c : comps) {
-      if (dot != std::string::npos && c.name == e.substr(0, dot)) {
-        c.argv.push_back("--" + e.substr(dot + 1));
+      if (c.name != e.substr(0, dot)) {
+        continue;
+      }
+      auto it = std::find(c.argv.begin(), c.argv.end(), flag);
+      if (it != c.argv.end() && it + 1 != c.argv.end()) {
+        *(it + 1) = value;
+      } else {
+        c.argv.push_back(flag + "=" + value);
       }
     }
   }

@@ -26,6 +26,10 @@ class KubeletTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.c.delete()
+        # Nothing of the node's network may outlive it.
+        nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+        assert "MINIK-MASQ-mk-e2e-kubelet" not in nat, nat
+        assert subprocess.run(["ip", "link", "show", "mk-e2e-kubelet"], capture_output=True).returncode != 0
 
     def k(self, *args, **kw):
         return self.c.kubectl(*args, **kw)
@@ -303,6 +307,41 @@ spec:
         r = self.k("attach", "-i", "chatty", "-c", "talk", input="hello there\n", check=False, timeout=30)
         self.assertIn("heard hello there", r.stdout)
         self.assertIn("heard hello there", self.k("logs", "chatty", "-c", "talk").stdout)
+
+    def test_traffic_leaving_the_pod_network_is_masqueraded(self):
+        # A "remote" host: a network namespace behind a veth pair, serving HTTP
+        # that answers with the address the request came from.
+        ns = "minik-e2e-remote"
+        run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
+        run("ip", "netns", "add", ns)
+        server = None
+        try:
+            run("ip", "link", "add", "mke2e-host", "type", "veth", "peer", "name", "mke2e-remote")
+            run("ip", "link", "set", "mke2e-remote", "netns", ns)
+            run("ip", "addr", "add", "10.213.9.1/30", "dev", "mke2e-host")
+            run("ip", "link", "set", "mke2e-host", "up")
+            run("ip", "-n", ns, "addr", "add", "10.213.9.2/30", "dev", "mke2e-remote")
+            run("ip", "-n", ns, "link", "set", "mke2e-remote", "up")
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+                 "import http.server as h\n"
+                 "class H(h.BaseHTTPRequestHandler):\n"
+                 "  def do_GET(s):\n"
+                 "    b=s.client_address[0].encode(); s.send_response(200); s.end_headers(); s.wfile.write(b)\n"
+                 "h.HTTPServer(('10.213.9.2', 8099), H).serve_forever()"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.k("run", "caller", "--image=busybox", "--restart=Never", "--",
+                   "sh", "-c", "sleep 1; wget -q -O - http://10.213.9.2:8099/")
+            wait_for(lambda: self.pod("caller")["status"].get("phase") in ("Succeeded", "Failed"),
+                     timeout=60, what="the request from the pod")
+            # The remote host saw the node's address on that link, not the pod's.
+            self.assertEqual(self.k("logs", "caller").stdout.strip(), "10.213.9.1")
+        finally:
+            if server:
+                server.kill()
+                server.wait()
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "link", "del", "mke2e-host"], capture_output=True)
 
     def test_port_forward_to_a_service(self):
         self.k("run", "echo-svc", "--image=minik/echo-server", "--port=8080", "--labels=app=echo-svc")
