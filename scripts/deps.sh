@@ -7,7 +7,7 @@ build_pkgs=(cmake make g++ pkg-config ccache libboost-dev nlohmann-json3-dev lib
   libcurl4-openssl-dev catch2 libssl-dev libsqlite3-dev zlib1g-dev libcli11-dev libfmt-dev
   libspdlog-dev openssl libarchive-dev busybox-static)
 # What the kubelet runs pods with.
-runtime_pkgs=(runc containernetworking-plugins iptables iproute2)
+runtime_pkgs=(runc containernetworking-plugins iptables iproute2 conntrack)
 test_pkgs=(etcd-server python3 python3-kubernetes curl procps docker-registry docker.io)
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")

@@ -16,23 +16,10 @@
 #include "kubelet/shim.h"
 #include "node/hollow_nodes.h"
 #include "node/node_agent.h"
+#include "proxy/proxy.h"
 #include "scheduler/scheduler.h"
 
 namespace minik::cli {
-
-namespace {
-
-// Blocks until SIGTERM or SIGINT.
-void WaitForTermination() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig;
-  sigwait(&set, &sig);
-}
-
-}  // namespace
 
 void AddComponents(CLI::App& app) {
   auto agent = std::make_shared<node::AgentOptions>();
@@ -173,11 +160,54 @@ void AddComponents(CLI::App& app) {
   auto cleanup_dir = std::make_shared<std::string>();
   auto cleanup_node = std::make_shared<std::string>("minik");
   CLI::App* cl = app.add_subcommand(
-      "node-cleanup", "Remove every container, pod network and mount a node's kubelet made");
+      "node-cleanup",
+      "Remove every container, pod network, mount and service rule a node's components made");
   cl->group("Node components");
   cl->add_option("--node-dir", *cleanup_dir, "The node's directory")->required();
   cl->add_option("--node-name", *cleanup_node, "The node's name")->capture_default_str();
-  cl->callback([cleanup_dir, cleanup_node] { kubelet::CleanupNode(*cleanup_dir, *cleanup_node); });
+  cl->callback([cleanup_dir, cleanup_node] {
+    kubelet::CleanupNode(*cleanup_dir, *cleanup_node);
+    proxy::Cleanup();
+  });
+
+  auto px = std::make_shared<proxy::ProxyOptions>();
+  auto px_cleanup = std::make_shared<bool>(false);
+  auto px_sync = std::make_shared<std::string>("100ms");
+  CLI::App* pc = app.add_subcommand(
+      "proxy", "Program iptables so that Service IPs and node ports reach their endpoints");
+  pc->group("Node components");
+  pc->add_option("--server", px->server, "URL of the API server");
+  pc->add_option("--cert-dir", px->cert_dir, "Directory with ca.crt and proxy.{crt,key}");
+  pc->add_option("--node-name", px->node_name, "Name of this node (for Local traffic policies)");
+  pc->add_option("--cluster-cidr", px->cluster_cidr, "Pod addresses of the cluster")
+      ->capture_default_str();
+  pc->add_option("--service-cidr", px->service_cidr,
+                 "Service addresses (traffic to one without a Service is refused)")
+      ->capture_default_str();
+  pc->add_option("--nodeport-addresses", px->nodeport_addresses,
+                 "CIDRs of the node addresses where node ports answer (default: all)")
+      ->delimiter(',');
+  pc->add_option("--min-sync-period", *px_sync, "Changes within this period are applied together")
+      ->capture_default_str();
+  pc->add_flag("--cleanup", *px_cleanup, "Remove every rule and chain of the proxy, then exit");
+  pc->callback([px, px_cleanup, px_sync] {
+    if (*px_cleanup) {
+      proxy::Cleanup();
+      return;
+    }
+    if (px->server.empty() || px->cert_dir.empty() || px->node_name.empty()) {
+      throw Exit{2, "minik proxy needs --server, --cert-dir and --node-name (or --cleanup)"};
+    }
+    auto d = ParseDuration(*px_sync);
+    if (!d) {
+      throw Exit{2, "--min-sync-period: \"" + *px_sync + "\" is not a duration (e.g. 100ms, 1s)"};
+    }
+    px->min_sync_period = *d;
+    int rc = proxy::RunProxy(*px);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
+  });
 
   auto shim = std::make_shared<kubelet::ShimOptions>();
   CLI::App* sh = app.add_subcommand("shim", "Supervise one container (started by the kubelet)");
@@ -216,13 +246,7 @@ void AddComponents(CLI::App& app) {
   as->add_option("--port-file", *port_file, "Write the bound port to this file once serving");
   as->callback([api, port_file] {
     log::SetComponent("apiserver");
-    // Block the termination signals before threads start, so sigwait receives them.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    sigset_t set = exec::BlockTerminationSignals();
     apiserver::ApiServer server(*api);
     uint16_t port = server.Start();
     if (!port_file->empty()) {
@@ -232,7 +256,7 @@ void AddComponents(CLI::App& app) {
         std::fclose(f);
       }
     }
-    WaitForTermination();
+    exec::WaitForSignal(set);
     log::Info("shutting down");
     server.Stop();
   });

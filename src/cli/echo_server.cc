@@ -116,6 +116,10 @@ void AddEchoServer(CLI::App& app) {
       *port = std::atoi(p);
     }
     signal(SIGPIPE, SIG_IGN);
+    // As PID 1 of its container, a signal without a handler is ignored: exit
+    // on SIGTERM (pod deletion) and SIGINT like the echo-server images do.
+    signal(SIGTERM, [](int) { _exit(0); });
+    signal(SIGINT, [](int) { _exit(0); });
     int lfd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int dual = 0;
     setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &dual, sizeof(dual));

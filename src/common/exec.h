@@ -3,7 +3,10 @@
 // output, and an error reads like `runc create web-7f9c: exit 1: <stderr>`.
 // Tests replace the runner through SetRunnerForTesting.
 
+#include <signal.h>
+
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -53,6 +56,13 @@ int StartProcess(const Spawn& spec);
 std::string SelfExe();
 // True when a process with this PID exists and is not a zombie.
 bool ProcessAlive(int pid);
+// For a daemon's main thread, before any other thread starts: blocks SIGTERM
+// and SIGINT (and `extra`) in every thread to come, so that WaitForSignal
+// receives them, and ignores SIGPIPE (a peer that hangs up is then an error
+// return, not the end of the process). Returns the blocked set.
+sigset_t BlockTerminationSignals(std::initializer_list<int> extra = {});
+// Waits for one of the signals of `set` (blocked); returns it.
+int WaitForSignal(const sigset_t& set);
 // Closes every file descriptor from `first` up (in a child before exec).
 void CloseFrom(int first);
 

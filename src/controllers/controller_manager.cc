@@ -10,6 +10,7 @@
 #include "client/events.h"
 #include "client/leader_election.h"
 #include "common/clock.h"
+#include "common/exec.h"
 #include "common/log.h"
 #include "controllers/controller.h"
 #include "controllers/core.h"
@@ -19,12 +20,7 @@ namespace minik::controllers {
 
 int RunControllerManager(const ManagerOptions& opts) {
   log::SetComponent("controller-manager");
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t set = exec::BlockTerminationSignals();
   Context ctx;
   ctx.client = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "controller-manager"));
@@ -35,8 +31,7 @@ int RunControllerManager(const ManagerOptions& opts) {
   // Only the holder of the lease runs controllers; another instance stands by.
   std::atomic<bool> stop{false};
   std::thread waiter([&] {
-    int sig;
-    sigwait(&set, &sig);
+    exec::WaitForSignal(set);
     stop = true;
   });
   char host[256] = {};

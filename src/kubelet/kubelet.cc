@@ -593,13 +593,7 @@ void CleanupNode(const std::string& root, const std::string& node) {
 
 int RunKubelet(const KubeletOptions& opts) {
   log::SetComponent("kubelet");
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t set = exec::BlockTerminationSignals({SIGUSR1});
   std::atomic<bool> stop{false};
   Kubelet k(opts);
   std::thread runner([&] {
@@ -610,8 +604,7 @@ int RunKubelet(const KubeletOptions& opts) {
       kill(getpid(), SIGUSR1);
     }
   });
-  int sig = 0;
-  sigwait(&set, &sig);
+  int sig = exec::WaitForSignal(set);
   stop = true;
   runner.join();
   if (sig == SIGTERM) {

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <thread>
@@ -185,6 +186,10 @@ NetworkStatus PodNetwork::Add(const std::string& pod_uid, const std::string& net
     }
     result = Invoke(plugin, "ADD", pod_uid, netns, "eth0", args, result);
   }
+  // Node ports on 127.0.0.1 (the proxy's, on a native node) are DNATed to pods
+  // through the bridge: the kernel allows a loopback source there only with
+  // route_localnet, set on this bridge alone (the proxy drops what would abuse it).
+  std::ofstream("/proc/sys/net/ipv4/conf/" + cfg_.bridge + "/route_localnet") << "1";
   json cached = {{"result", result}, {"portMappings", port_mappings}};
   fs::WriteFileAtomic(cfg_.state_dir + "/results/" + pod_uid + ".json", cached.dump());
   NetworkStatus st;

@@ -11,6 +11,7 @@
 #include "client/events.h"
 #include "client/workqueue.h"
 #include "common/clock.h"
+#include "common/exec.h"
 #include "common/log.h"
 
 namespace minik::node {
@@ -360,12 +361,7 @@ class HollowNodes {
 
 int RunHollowNodes(const HollowOptions& opts) {
   log::SetComponent("hollow-nodes");
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t set = exec::BlockTerminationSignals();
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "hollow-nodes"));
   std::atomic<bool> stop{false};
@@ -378,8 +374,7 @@ int RunHollowNodes(const HollowOptions& opts) {
       kill(getpid(), SIGTERM);
     }
   });
-  int sig;
-  sigwait(&set, &sig);
+  exec::WaitForSignal(set);
   stop = true;
   runner.join();
   return 0;

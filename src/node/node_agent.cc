@@ -148,6 +148,7 @@ int RunAgent(const AgentOptions& opts) {
   EnsureClientCert(certs, "scheduler", "system:kube-scheduler", {});
   EnsureClientCert(certs, "hollow-nodes", "system:node:hollow", {"system:nodes"});
   EnsureClientCert(certs, "kubelet", "system:node:" + opts.node_name, {"system:nodes"});
+  EnsureClientCert(certs, "proxy", "system:kube-proxy", {});
   EnsureClientCert(certs, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                    {"system:masters"});
   EnsureKubeletServingCert(certs, opts.node_name, opts.advertise_address);
@@ -171,6 +172,17 @@ int RunAgent(const AgentOptions& opts) {
                   {self, "kubelet", "--server", server, "--cert-dir", certs, "--node-name",
                    opts.node_name, "--node-ip", opts.advertise_address, "--root", opts.node_dir,
                    "--port", std::to_string(opts.kubelet_port)}});
+  }
+  if (opts.kubelet) {
+    // Node ports on the host answer on loopback only: a native node is the
+    // user's machine, and nothing is published to its network unasked.
+    comps.push_back(Component{
+        "proxy",
+        {self, "proxy", "--server", server, "--cert-dir", certs, "--node-name", opts.node_name}});
+    if (opts.advertise_address == "127.0.0.1") {
+      comps.back().argv.push_back("--nodeport-addresses");
+      comps.back().argv.push_back("127.0.0.0/8");
+    }
   }
   if (opts.hollow_nodes > 0) {
     comps.push_back(Component{"hollow-nodes",

@@ -16,6 +16,7 @@
 #include "client/events.h"
 #include "client/leader_election.h"
 #include "common/clock.h"
+#include "common/exec.h"
 #include "common/log.h"
 
 namespace minik::scheduler {
@@ -353,18 +354,12 @@ class Scheduler {
 
 int RunScheduler(const SchedulerOptions& opts) {
   log::SetComponent("scheduler");
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t set = exec::BlockTerminationSignals();
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "scheduler"));
   std::atomic<bool> stop{false};
   std::thread waiter([&] {
-    int sig;
-    sigwait(&set, &sig);
+    exec::WaitForSignal(set);
     stop = true;
   });
   char host[256] = {};

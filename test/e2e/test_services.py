@@ -1,0 +1,105 @@
+"""Services with real containers: `minik proxy` programs iptables for
+ClusterIPs and node ports; tested with the real kubectl, a client pod and the
+host."""
+
+import json
+import subprocess
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from cluster import Cluster, wait_for
+
+NODE = "e2e-svc"
+
+
+def iptables_save():
+    return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+
+
+class ServicesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(NODE)
+        cls.c.start()
+        wait_for(lambda: "Ready" in cls.c.kubectl("get", "node", NODE, check=False).stdout,
+                 timeout=60, what="the node to be Ready")
+        cls.c.kubectl("create", "deployment", "web", "--image=minik/echo-server", "--replicas=3",
+                      "--port=8080")
+        cls.c.kubectl("expose", "deployment", "web", "--port=80", "--target-port=8080")
+        cls.c.kubectl("run", "client", "--image=busybox", "--", "sleep", "3600")
+        cls.c.kubectl("rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
+        cls.c.kubectl("wait", "--for=condition=Ready", "pod/client", "--timeout=60s", timeout=70)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.delete()
+        rules = iptables_save()
+        assert "MINIK-" not in rules, "minik's rules outlived the cluster:\n" + rules
+
+    def k(self, *args, **kw):
+        return self.c.kubectl(*args, **kw)
+
+    def from_client(self, script, timeout=60):
+        return self.k("exec", "client", "--", "sh", "-c", script, check=False, timeout=timeout)
+
+    def cluster_ip(self, name):
+        return self.k("get", "svc", name, "-o", "jsonpath={.spec.clusterIP}").stdout
+
+    def test_cluster_ip_reaches_every_ready_pod_and_refuses_without_them(self):
+        ip = self.cluster_ip("web")
+        pods = set(self.k("get", "pods", "-l", "app=web", "-o",
+                          "jsonpath={.items[*].metadata.name}").stdout.split())
+        self.assertEqual(len(pods), 3)
+        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{ip}/").stdout,
+                 timeout=30, what="the service to answer")
+        out = self.from_client(f"for i in $(seq 1 40); do timeout 5 wget -q -O - http://{ip}/ | grep Hostname; done")
+        seen = {line.split()[-1] for line in out.stdout.splitlines() if line.startswith("Hostname:")}
+        self.assertEqual(seen, pods, out.stdout + out.stderr)
+
+        self.k("scale", "deployment", "web", "--replicas=0")
+        wait_for(lambda: not self.k("get", "pods", "-l", "app=web", "-o", "name").stdout,
+                 timeout=60, what="the pods to go")
+        def refused():
+            t0 = time.time()
+            r = self.from_client(f"timeout 10 wget -q -O - http://{ip}/")
+            return "refused" in r.stderr and time.time() - t0 < 5
+        wait_for(refused, timeout=20, what="a refused connection, at once")
+
+        self.k("scale", "deployment", "web", "--replicas=3")
+        self.k("rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
+        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{ip}/").stdout,
+                 timeout=30, what="the service to answer again")
+
+    def test_node_port_answers_on_the_node(self):
+        self.k("expose", "deployment", "web", "--name=web-np", "--type=NodePort", "--port=80",
+               "--target-port=8080")
+        port = int(self.k("get", "svc", "web-np", "-o", "jsonpath={.spec.ports[0].nodePort}").stdout)
+        self.k("rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
+
+        def answer():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/np", timeout=3).read().decode()
+            except (urllib.error.URLError, OSError):
+                return ""
+        body = wait_for(answer, timeout=30, what="the node port to answer")
+        self.assertIn("real path=/np", body)
+        # The node port and the cluster IP are rules of minik's own chains.
+        rules = iptables_save()
+        self.assertIn(f"--dport {port} -j MINIK-EXT-", rules)
+        self.assertIn(f"-d {self.cluster_ip('web-np')}/32", rules)
+
+    def test_a_pod_reaches_itself_through_its_service(self):
+        # Hairpin: the only endpoint is the caller itself.
+        self.k("run", "self", "--image=busybox", "--port=8080", "--labels=app=self", "--",
+               "sh", "-c", "mkdir /www && hostname > /www/index.html && httpd -f -p 8080 -h /www")
+        self.k("expose", "pod", "self", "--port=80", "--target-port=8080")
+        self.k("wait", "--for=condition=Ready", "pod/self", "--timeout=60s", timeout=70)
+        ip = self.cluster_ip("self")
+        wait_for(lambda: self.k("exec", "self", "--", "timeout", "5", "wget", "-q", "-O", "-",
+                                f"http://{ip}/", check=False).stdout.strip() == "self",
+                 timeout=30, what="the pod to reach itself through its service")
+
+if __name__ == "__main__":
+    unittest.main()
