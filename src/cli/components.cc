@@ -11,6 +11,7 @@
 #include "common/exec.h"
 #include "common/log.h"
 #include "controllers/controller_manager.h"
+#include "dns/server.h"
 #include "kubelet/eviction.h"
 #include "kubelet/kubelet.h"
 #include "kubelet/shim.h"
@@ -168,6 +169,38 @@ void AddComponents(CLI::App& app) {
   cl->callback([cleanup_dir, cleanup_node] {
     kubelet::CleanupNode(*cleanup_dir, *cleanup_node);
     proxy::Cleanup();
+  });
+
+  auto dn = std::make_shared<dns::DnsOptions>();
+  CLI::App* dc = app.add_subcommand(
+      "dns", "Serve cluster.local from the API and forward other names upstream");
+  dc->group("Node components");
+  dc->add_option("--server", dn->server, "URL of the API server")->required();
+  dc->add_option("--cert-dir", dn->cert_dir, "Directory with ca.crt and dns.{crt,key}")->required();
+  dc->add_option("--node-name", dn->node_name, "Name of this node")->required();
+  dc->add_option("--listen", dn->listen, "IP:PORT to serve on (UDP and TCP)")
+      ->capture_default_str();
+  dc->add_option("--upstream", dn->upstreams,
+                 "Resolvers for names outside the cluster, IP[:PORT], comma-separated "
+                 "(default: the nameservers of /etc/resolv.conf)")
+      ->delimiter(',');
+  dc->add_option("--domain", dn->domain, "The cluster's domain")->capture_default_str();
+  dc->add_option("--host-ip", dn->host_ip, "The address host.minik.internal answers with")
+      ->capture_default_str();
+  dc->add_option("--cluster-ip", dn->cluster_ip, "The address of the kube-dns Service")
+      ->capture_default_str();
+  dc->callback([dn] {
+    for (const auto& u : dn->upstreams) {
+      std::string ip;
+      uint16_t port;
+      if (!dns::ParseHostPort(u, &ip, &port)) {
+        throw Exit{2, "--upstream " + u + ": expected an IPv4 address with an optional :PORT"};
+      }
+    }
+    int rc = dns::RunDns(*dn);
+    if (rc != 0) {
+      throw Exit{rc, ""};
+    }
   });
 
   auto px = std::make_shared<proxy::ProxyOptions>();

@@ -18,8 +18,8 @@ namespace {
 
 // "kubelet.eviction-hard=memory.available<1Gi": a known component and one of its flags.
 void CheckExtraConfig(CLI::App& app, const std::string& e) {
-  static const char* kComponents[] = {"apiserver", "controller-manager", "scheduler", "kubelet",
-                                      "proxy"};
+  static const char* kComponents[] = {
+      "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"};
   auto dot = e.find('.'), eq = e.find('=');
   std::string component = e.substr(0, dot);
   if (dot == std::string::npos || eq == std::string::npos || eq < dot + 2) {
@@ -29,7 +29,7 @@ void CheckExtraConfig(CLI::App& app, const std::string& e) {
   if (std::find(std::begin(kComponents), std::end(kComponents), component) ==
       std::end(kComponents)) {
     throw Exit{2, "--extra-config " + e + ": unknown component \"" + component +
-                      "\" (apiserver, controller-manager, scheduler, kubelet or proxy)"};
+                      "\" (apiserver, controller-manager, scheduler, kubelet, proxy or dns)"};
   }
   std::string flag = "--" + e.substr(dot + 1, eq - dot - 1);
   if (!app.get_subcommand(component)->get_option_no_throw(flag)) {
@@ -68,7 +68,7 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
   cmd->add_option("--extra-config", o->extra_config,
                   "A flag for a component, as minikube takes them: COMPONENT.FLAG=VALUE, e.g. "
                   "kubelet.eviction-hard=memory.available<1Gi (components: apiserver, "
-                  "controller-manager, scheduler, kubelet, proxy); kept in the profile");
+                  "controller-manager, scheduler, kubelet, proxy, dns); kept in the profile");
   cmd->callback([&app, &g, o] {
     CheckProfileName(g.profile);
     for (const auto& e : o->extra_config) {

@@ -149,6 +149,7 @@ int RunAgent(const AgentOptions& opts) {
   EnsureClientCert(certs, "hollow-nodes", "system:node:hollow", {"system:nodes"});
   EnsureClientCert(certs, "kubelet", "system:node:" + opts.node_name, {"system:nodes"});
   EnsureClientCert(certs, "proxy", "system:kube-proxy", {});
+  EnsureClientCert(certs, "dns", "system:serviceaccount:kube-system:coredns", {});
   EnsureClientCert(certs, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                    {"system:masters"});
   EnsureKubeletServingCert(certs, opts.node_name, opts.advertise_address);
@@ -183,6 +184,12 @@ int RunAgent(const AgentOptions& opts) {
       comps.back().argv.push_back("--nodeport-addresses");
       comps.back().argv.push_back("127.0.0.0/8");
     }
+    // Cluster DNS on the pod bridge's address (the kubelet's first pod makes
+    // the bridge; the server binds before), behind kube-dns at 10.96.0.10.
+    comps.push_back(
+        Component{"dns",
+                  {self, "dns", "--server", server, "--cert-dir", certs, "--node-name",
+                   opts.node_name, "--listen", "10.244.0.1:10053", "--host-ip", "10.244.0.1"}});
   }
   if (opts.hollow_nodes > 0) {
     comps.push_back(Component{"hollow-nodes",

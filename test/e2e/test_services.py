@@ -3,7 +3,10 @@ ClusterIPs and node ports; tested with the real kubectl, a client pod and the
 host."""
 
 import json
+import socket
+import struct
 import subprocess
+import threading
 import time
 import unittest
 import urllib.error
@@ -18,11 +21,51 @@ def iptables_save():
     return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
 
 
+class FakeUpstream:
+    """A resolver on loopback standing in for the node's upstream: it knows
+    outside.test (A 192.0.2.55) and answers NXDOMAIN for everything else."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            qid, _, qd = struct.unpack(">HHH", data[:6])
+            labels, i = [], 12
+            while data[i]:
+                labels.append(data[i + 1:i + 1 + data[i]].decode().lower())
+                i += 1 + data[i]
+            question = data[12:i + 5]
+            name = ".".join(labels)
+            qtype = struct.unpack(">H", data[i + 1:i + 3])[0]
+            self.queries.append(name)
+            if name == "outside.test" and qtype == 1:
+                answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton("192.0.2.55")
+                reply = struct.pack(">HHHHHH", qid, 0x8180, 1, 1, 0, 0) + question + answer
+            else:
+                rcode = 0 if name == "outside.test" else 3
+                reply = struct.pack(">HHHHHH", qid, 0x8180 | rcode, 1, 0, 0, 0) + question
+            self.sock.sendto(reply, peer)
+
+    def close(self):
+        self.sock.close()
+
+
 class ServicesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        cls.upstream = FakeUpstream()
         cls.c = Cluster(NODE)
-        cls.c.start()
+        cls.c.start("--extra-config", f"dns.upstream=127.0.0.1:{cls.upstream.port}")
         wait_for(lambda: "Ready" in cls.c.kubectl("get", "node", NODE, check=False).stdout,
                  timeout=60, what="the node to be Ready")
         cls.c.kubectl("create", "deployment", "web", "--image=minik/echo-server", "--replicas=3",
@@ -35,6 +78,7 @@ class ServicesTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.c.delete()
+        cls.upstream.close()
         rules = iptables_save()
         assert "MINIK-" not in rules, "minik's rules outlived the cluster:\n" + rules
 
@@ -100,6 +144,60 @@ class ServicesTest(unittest.TestCase):
         wait_for(lambda: self.k("exec", "self", "--", "timeout", "5", "wget", "-q", "-O", "-",
                                 f"http://{ip}/", check=False).stdout.strip() == "self",
                  timeout=30, what="the pod to reach itself through its service")
+
+    def test_names_resolve_in_the_pods(self):
+        ip = self.cluster_ip("web")
+        r = self.from_client("nslookup web.default.svc.cluster.local")
+        self.assertIn(f"Address: {ip}", r.stdout, r.stdout + r.stderr)
+        # By the short name, through the search path, as a pod's HTTP client does.
+        wait_for(lambda: "Hostname:" in self.from_client("timeout 5 wget -q -O - http://web/").stdout,
+                 timeout=30, what="http://web/ to answer")
+        self.assertIn("Address: 10.244.0.1", self.from_client("nslookup host.minik.internal").stdout)
+        # The kube-dns Service is what the pods' resolv.conf names.
+        self.assertEqual(self.k("-n", "kube-system", "get", "svc", "kube-dns", "-o",
+                                "jsonpath={.spec.clusterIP}").stdout, "10.96.0.10")
+        r = self.from_client("nslookup nothing-here.default.svc.cluster.local")
+        self.assertIn("NXDOMAIN", r.stdout + r.stderr)
+
+    def test_names_outside_the_cluster_go_to_the_upstream(self):
+        r = self.from_client("nslookup outside.test")
+        self.assertIn("Address: 192.0.2.55", r.stdout, r.stdout + r.stderr)
+        self.assertIn("outside.test", self.upstream.queries)
+        r = self.from_client("nslookup missing.test")
+        self.assertIn("NXDOMAIN", r.stdout + r.stderr)
+
+    def test_headless_service_names_each_statefulset_pod(self):
+        self.k("apply", "-f", "-", input="""apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: c, image: busybox, command: [sleep, "3600"], ports: [{containerPort: 5432, name: tcp}]}
+""")
+        self.k("rollout", "status", "statefulset/db", "--timeout=90s", timeout=100)
+        for i in range(2):
+            pod_ip = self.k("get", "pod", f"db-{i}", "-o", "jsonpath={.status.podIP}").stdout
+            wait_for(lambda: f"Address: {pod_ip}" in
+                     self.from_client(f"nslookup db-{i}.db.default.svc.cluster.local").stdout,
+                     timeout=30, what=f"db-{i}'s own name")
+        both = self.from_client("nslookup db.default.svc.cluster.local").stdout
+        self.assertEqual(both.count("Address: 10.244."), 2, both)
+
 
 if __name__ == "__main__":
     unittest.main()
