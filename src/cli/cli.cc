@@ -23,6 +23,8 @@ int Main(int argc, char** argv) {
   AddComponents(app);
   AddEchoServer(app);
   AddImage(app, g);
+  AddService(app, g);
+  AddTunnel(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,6 +21,8 @@ void AddVersion(CLI::App& app);
 void AddComponents(CLI::App& app);
 void AddEchoServer(CLI::App& app);
 void AddImage(CLI::App& app, GlobalFlags& g);
+void AddService(CLI::App& app, GlobalFlags& g);
+void AddTunnel(CLI::App& app, GlobalFlags& g);
 
 // An ordered list of named steps, each printed as it runs and undone (in
 // reverse) when a later one fails, unless the user keeps the wreck.

@@ -9,7 +9,7 @@ from cluster import MINIK, Cluster
 
 class CliTest(unittest.TestCase):
     def test_every_command_has_help(self):
-        for cmd in ["start", "stop", "status", "delete", "version", "apiserver", "node-agent",
+        for cmd in ["start", "stop", "status", "delete", "version", "apiserver", "node-agent", "service", "tunnel", "proxy", "dns",
                     "kubelet", "controller-manager", "scheduler", "image"]:
             r = subprocess.run([MINIK, cmd, "--help"], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, cmd)

@@ -3,6 +3,7 @@ ClusterIPs and node ports; tested with the real kubectl, a client pod and the
 host."""
 
 import json
+import signal
 import socket
 import struct
 import subprocess
@@ -12,7 +13,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from cluster import Cluster, wait_for
+from cluster import MINIK, Cluster, wait_for
 
 NODE = "e2e-svc"
 
@@ -129,6 +130,14 @@ class ServicesTest(unittest.TestCase):
                 return ""
         body = wait_for(answer, timeout=30, what="the node port to answer")
         self.assertIn("real path=/np", body)
+        # `minik service --url` prints a URL that answers from the host.
+        url = self.c.minik("service", "web-np", "--url").stdout.strip()
+        self.assertEqual(url, f"http://127.0.0.1:{port}")
+        self.assertIn("real path=/via-url", urllib.request.urlopen(url + "/via-url", timeout=5).read().decode())
+        r = self.c.minik("service", "web", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("has no node port", r.stderr)
+        self.assertIn("web-np", self.c.minik("service", "list").stdout)
         # The node port and the cluster IP are rules of minik's own chains.
         rules = iptables_save()
         self.assertIn(f"--dport {port} -j MINIK-EXT-", rules)
@@ -144,6 +153,29 @@ class ServicesTest(unittest.TestCase):
         wait_for(lambda: self.k("exec", "self", "--", "timeout", "5", "wget", "-q", "-O", "-",
                                 f"http://{ip}/", check=False).stdout.strip() == "self",
                  timeout=30, what="the pod to reach itself through its service")
+
+    def test_tunnel_gives_load_balancers_an_external_ip(self):
+        self.k("expose", "deployment", "web", "--name=web-lb", "--type=LoadBalancer", "--port=8088",
+               "--target-port=8080")
+        tunnel = subprocess.Popen([MINIK, "tunnel", "-p", self.c.profile], env=self.c.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ip = wait_for(lambda: self.k("get", "svc", "web-lb", "-o",
+                                         "jsonpath={.status.loadBalancer.ingress[0].ip}").stdout,
+                          timeout=30, what="an external IP")
+            def answer():
+                try:
+                    return urllib.request.urlopen(f"http://{ip}:8088/lb", timeout=3).read().decode()
+                except (urllib.error.URLError, OSError):
+                    return ""
+            self.assertIn("real path=/lb", wait_for(answer, timeout=30, what="the load balancer"))
+        finally:
+            tunnel.send_signal(signal.SIGINT)
+            out, err = tunnel.communicate(timeout=30)
+        self.assertEqual(tunnel.returncode, 0, err)
+        self.assertIn("external IP", out)
+        self.assertEqual(self.k("get", "svc", "web-lb", "-o",
+                                "jsonpath={.status.loadBalancer.ingress}").stdout, "")
 
     def test_names_resolve_in_the_pods(self):
         ip = self.cluster_ip("web")
