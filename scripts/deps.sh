@@ -8,7 +8,7 @@ build_pkgs=(cmake make g++ pkg-config ccache libboost-dev nlohmann-json3-dev lib
   libspdlog-dev openssl libarchive-dev busybox-static)
 # What the kubelet runs pods with.
 runtime_pkgs=(runc containernetworking-plugins iptables iproute2 conntrack)
-test_pkgs=(etcd-server python3 python3-kubernetes curl procps docker-registry docker.io)
+test_pkgs=(etcd-server python3 python3-kubernetes curl procps docker-registry docker.io apache2-utils dnsperf)
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -127,16 +127,19 @@ class Proxier {
 
   bool Sync() {
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<json> services, slices;
-    for (const auto& s : services_->List()) {
-      services.push_back(*s);
+    // The informers' objects are immutable and shared: no copies.
+    std::vector<client::Object> svc_objs = services_->List(), slice_objs = slices_->List();
+    std::vector<const json*> services, slices;
+    for (const auto& s : svc_objs) {
+      services.push_back(s.get());
     }
-    for (const auto& s : slices_->List()) {
-      slices.push_back(*s);
+    for (const auto& s : slice_objs) {
+      slices.push_back(s.get());
     }
-    std::vector<ServicePort> ports = ServicePorts(services, slices);
+    std::vector<ServicePort> ports = ServicePortsOf(services, slices);
     Tables want = Render(ports, cfg_);
     std::string input = RestoreInput(applied_, want);
+    auto t_render = std::chrono::steady_clock::now();
     if (!input.empty()) {
       exec::Command c;
       c.argv = {"iptables-restore", "--noflush", "--wait"};
@@ -159,8 +162,9 @@ class Proxier {
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();
     if (!input.empty()) {
-      log::Info("synced {} service ports in {} ms ({} bytes of rules)", ports.size(), ms,
-                input.size());
+      log::Info("synced {} service ports in {} ms ({} bytes of rules; {} ms to compute them)",
+                ports.size(), ms, input.size(),
+                std::chrono::duration_cast<std::chrono::milliseconds>(t_render - t0).count());
     }
     return true;
   }

@@ -1,5 +1,6 @@
 #include "proxy/rules.h"
 
+#include <arpa/inet.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -26,7 +27,8 @@ constexpr const char* kMasqMark = "0x4000/0x4000";
 std::string ChainName(const std::string& prefix, const std::string& what) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
-  EVP_Digest(what.data(), what.size(), md, &n, EVP_sha256(), nullptr);
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // fetched once
+  EVP_Digest(what.data(), what.size(), md, &n, kSha256, nullptr);
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   std::string out = prefix;
   uint64_t bits = 0;
@@ -40,6 +42,20 @@ std::string ChainName(const std::string& prefix, const std::string& what) {
     }
   }
   return out;
+}
+
+// The chain holding the service rules of addresses in `ip`'s /20: the
+// MINIK-SERVICES chain only jumps to these by destination, so a change to one
+// Service rewrites a handful of rules instead of one per Service, and a packet
+// is matched against a few rules instead of all.
+constexpr int kBucketBits = 20;
+std::string Bucket(const std::string& ip) {
+  in_addr a{};
+  inet_pton(AF_INET, ip.c_str(), &a);
+  uint32_t net = ntohl(a.s_addr) & (~uint32_t(0) << (32 - kBucketBits));
+  char name[32];
+  std::snprintf(name, sizeof(name), "MINIK-SVCS-%08X", net);
+  return name;
 }
 
 std::string Comment(const std::string& text) {
@@ -78,17 +94,31 @@ std::string ServicePort::Key() const {
 
 std::vector<ServicePort> ServicePorts(const std::vector<json>& services,
                                       const std::vector<json>& slices) {
+  std::vector<const json*> a, b;
+  for (const auto& s : services) {
+    a.push_back(&s);
+  }
+  for (const auto& s : slices) {
+    b.push_back(&s);
+  }
+  return ServicePortsOf(a, b);
+}
+
+std::vector<ServicePort> ServicePortsOf(const std::vector<const json*>& services,
+                                        const std::vector<const json*>& slices) {
   // Slices by service: namespace/name -> slices.
   std::map<std::string, std::vector<const json*>> by_service;
-  for (const auto& s : slices) {
+  for (const json* sp : slices) {
+    const json& s = *sp;
     const json* labels = Find(s, "metadata.labels");
     std::string svc = labels ? labels->value("kubernetes.io/service-name", "") : "";
     if (!svc.empty() && s.value("addressType", "IPv4") == "IPv4") {
-      by_service[GetString(s, "metadata.namespace") + "/" + svc].push_back(&s);
+      by_service[GetString(s, "metadata.namespace") + "/" + svc].push_back(sp);
     }
   }
   std::vector<ServicePort> out;
-  for (const auto& svc : services) {
+  for (const json* svc_ptr : services) {
+    const json& svc = *svc_ptr;
     const json& spec = svc.contains("spec") ? svc["spec"] : json::object();
     std::string type = spec.value("type", "ClusterIP");
     std::string cluster_ip = spec.value("clusterIP", "");
@@ -267,9 +297,10 @@ Tables Render(const std::vector<ServicePort>& ports, const Config& cfg) {
     }
     std::string match = proto + " -m " + sp.protocol;
     if (!internal_eps.empty()) {
-      nat[kServices].push_back("-A " + std::string(kServices) + " " + Comment(key + " cluster IP") +
-                               " " + match + " -d " + sp.cluster_ip + "/32 --dport " +
-                               std::to_string(sp.port) + " -j " + internal_chain);
+      std::string bucket = Bucket(sp.cluster_ip);
+      nat[bucket].push_back("-A " + bucket + " " + Comment(key + " cluster IP") + " " + match +
+                            " -d " + sp.cluster_ip + "/32 --dport " + std::to_string(sp.port) +
+                            " -j " + internal_chain);
     } else {
       filter[kServices].push_back("-A " + std::string(kServices) + " " +
                                   Comment(key + " has no endpoints") + " " + match + " -d " +
@@ -306,7 +337,8 @@ Tables Render(const std::vector<ServicePort>& ports, const Config& cfg) {
       std::string rule = Comment(key + " external IP") + " " + match + " -d " + ip +
                          "/32 --dport " + std::to_string(sp.port);
       if (!all.empty()) {
-        nat[kServices].push_back("-A " + std::string(kServices) + " " + rule + " -j " + ext_chain);
+        std::string bucket = Bucket(ip);
+        nat[bucket].push_back("-A " + bucket + " " + rule + " -j " + ext_chain);
       }
       if (!reachable) {
         filter[kExternalServices].push_back("-A " + std::string(kExternalServices) + " " + rule +
@@ -331,6 +363,17 @@ Tables Render(const std::vector<ServicePort>& ports, const Config& cfg) {
     filter[kServices].push_back(
         "-A " + std::string(kServices) + " " + Comment("no service at this address and port") +
         " -d " + cfg.service_cidr + " -j REJECT --reject-with icmp-port-unreachable");
+  }
+  // Into the buckets by destination (in address order), then node ports.
+  for (const auto& [chain, rules] : nat) {
+    if (chain.rfind("MINIK-SVCS-", 0) == 0) {
+      uint32_t net = static_cast<uint32_t>(std::stoul(chain.substr(11), nullptr, 16));
+      in_addr n{htonl(net)};
+      char buf[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &n, buf, sizeof(buf));
+      nat[kServices].push_back("-A " + std::string(kServices) + " -d " + buf + "/" +
+                               std::to_string(kBucketBits) + " -j " + chain);
+    }
   }
   // Node ports last: they match every local address (or those asked for).
   std::string nodeports = "-A " + std::string(kServices) + " " +
@@ -396,7 +439,7 @@ std::string RestoreInput(const Tables& applied, const Tables& want) {
 bool IsOwnedChain(const std::string& name) {
   static const std::set<std::string> kFixed = {
       kServices, kNodePorts, kPostrouting, kMarkMasq, kExternalServices, kForward, kFirewall};
-  for (const char* prefix : {"MINIK-SVC-", "MINIK-SVL-", "MINIK-EXT-", "MINIK-SEP-"}) {
+  for (const char* prefix : {"MINIK-SVC-", "MINIK-SVL-", "MINIK-EXT-", "MINIK-SEP-", "MINIK-SVCS-"}) {
     if (name.rfind(prefix, 0) == 0) {
       return true;
     }

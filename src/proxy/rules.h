@@ -57,6 +57,9 @@ struct ServicePort {
 // (label kubernetes.io/service-name), matched to a port by name.
 std::vector<ServicePort> ServicePorts(const std::vector<json>& services,
                                       const std::vector<json>& slices);
+// The same over objects held elsewhere (an informer's cache), without copies.
+std::vector<ServicePort> ServicePortsOf(const std::vector<const json*>& services,
+                                        const std::vector<const json*>& slices);
 
 struct Config {
   std::string node_name;

@@ -14,3 +14,8 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "pods: skipped (runs containers; run as root)"
 fi
+if [ "$(id -u)" = 0 ]; then
+  MINIK_BIN="$(realpath "$build/minik")" /usr/bin/python3 "$(dirname "$0")/services.py"
+else
+  echo "services: skipped (programs iptables; run as root)"
+fi

@@ -95,11 +95,13 @@ TEST_CASE("a cluster IP balances over the ready endpoints with equal chances") {
                                            {"10.244.0.7", true, "node-a"},
                                            {"10.244.0.8", false, "node-a"}})});
   Tables t = Render(ports, kCfg);
-  std::string services = Join(t.nat.at("MINIK-SERVICES"));
   std::string svc = ChainStarting(t.nat, "MINIK-SVC-");
   REQUIRE(!svc.empty());
   CHECK(svc.size() <= 28);
-  CHECK_THAT(services, Catch::Contains("-d 10.96.0.20/32 --dport 80 -j " + svc));
+  // MINIK-SERVICES jumps by destination to the chain of the address's /20.
+  CHECK(t.nat.at("MINIK-SERVICES").front() == "-A MINIK-SERVICES -d 10.96.0.0/20 -j MINIK-SVCS-0A600000");
+  CHECK_THAT(Join(t.nat.at("MINIK-SVCS-0A600000")),
+             Catch::Contains("-d 10.96.0.20/32 --dport 80 -j " + svc));
   // The node-port jump is the last rule.
   CHECK_THAT(t.nat.at("MINIK-SERVICES").back(),
              Catch::Contains("--dst-type LOCAL -j MINIK-NODEPORTS"));
@@ -152,7 +154,7 @@ TEST_CASE("internal traffic policy Local keeps to this node's endpoints") {
       kCfg);
   std::string svl = ChainStarting(t.nat, "MINIK-SVL-");
   REQUIRE(!svl.empty());
-  CHECK_THAT(Join(t.nat.at("MINIK-SERVICES")), Catch::Contains("-j " + svl));
+  CHECK_THAT(Join(t.nat.at("MINIK-SVCS-0A600000")), Catch::Contains("-j " + svl));
   CHECK(t.nat.at(svl).size() == 1);
   CHECK_THAT(AllRules(t.nat), Catch::Contains("10.244.0.5"));
   // No local endpoint: rejected, even though another node has one.
@@ -220,6 +222,7 @@ TEST_CASE("a change rewrites only the chains it touches") {
   CHECK_THAT(input, Catch::Contains("-X MINIK-SEP-"));  // the old endpoint's chain
   CHECK_THAT(input, !Catch::Contains("10.244.0.9"));    // the other service is left alone
   CHECK_THAT(input, !Catch::Contains(":MINIK-SERVICES"));
+  CHECK_THAT(input, !Catch::Contains("10.96.0.21"));  // the other service's bucket rule stays
 }
 
 TEST_CASE("owned chains are found in iptables-save output") {
