@@ -439,7 +439,8 @@ std::string RestoreInput(const Tables& applied, const Tables& want) {
 bool IsOwnedChain(const std::string& name) {
   static const std::set<std::string> kFixed = {
       kServices, kNodePorts, kPostrouting, kMarkMasq, kExternalServices, kForward, kFirewall};
-  for (const char* prefix : {"MINIK-SVC-", "MINIK-SVL-", "MINIK-EXT-", "MINIK-SEP-", "MINIK-SVCS-"}) {
+  for (const char* prefix :
+       {"MINIK-SVC-", "MINIK-SVL-", "MINIK-EXT-", "MINIK-SEP-", "MINIK-SVCS-"}) {
     if (name.rfind(prefix, 0) == 0) {
       return true;
     }

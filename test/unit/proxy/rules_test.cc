@@ -99,7 +99,8 @@ TEST_CASE("a cluster IP balances over the ready endpoints with equal chances") {
   REQUIRE(!svc.empty());
   CHECK(svc.size() <= 28);
   // MINIK-SERVICES jumps by destination to the chain of the address's /20.
-  CHECK(t.nat.at("MINIK-SERVICES").front() == "-A MINIK-SERVICES -d 10.96.0.0/20 -j MINIK-SVCS-0A600000");
+  CHECK(t.nat.at("MINIK-SERVICES").front() ==
+        "-A MINIK-SERVICES -d 10.96.0.0/20 -j MINIK-SVCS-0A600000");
   CHECK_THAT(Join(t.nat.at("MINIK-SVCS-0A600000")),
              Catch::Contains("-d 10.96.0.20/32 --dport 80 -j " + svc));
   // The node-port jump is the last rule.
