@@ -252,6 +252,30 @@ void ApiServer::Bootstrap() {
     }
     storage_->Create(*ep, "default", endpoints, {});
   }
+  // The same as an EndpointSlice, which is what the proxy programs from: pods
+  // reach the API server through the kubernetes Service (10.96.0.1:443).
+  const api::ResourceInfo* eps = registry_.Find("discovery.k8s.io", "v1", "endpointslices");
+  json slice = {
+      {"metadata",
+       {{"name", "kubernetes"}, {"labels", {{"kubernetes.io/service-name", "kubernetes"}}}}},
+      {"addressType", "IPv4"},
+      {"endpoints",
+       {{{"addresses", {opts_.advertise_address}},
+         {"conditions", {{"ready", true}, {"serving", true}, {"terminating", false}}}}}},
+      {"ports", {{{"name", "https"}, {"port", opts_.port}, {"protocol", "TCP"}}}}};
+  try {
+    json cur = storage_->Get(*eps, "default", "kubernetes");
+    if (cur["endpoints"] != slice["endpoints"] || cur["ports"] != slice["ports"]) {
+      cur["endpoints"] = slice["endpoints"];
+      cur["ports"] = slice["ports"];
+      storage_->Update(*eps, "default", "kubernetes", cur, "", {});
+    }
+  } catch (const StatusError& e) {
+    if (e.code() != 404) {
+      throw;
+    }
+    storage_->Create(*eps, "default", slice, {});
+  }
 }
 
 void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {

@@ -96,6 +96,10 @@ class Kubelet {
     pods_->AddHandlers({[this](const client::Object& p) { Changed(p); },
                         [this](const client::Object&, const client::Object& p) { Changed(p); },
                         [this](const client::Object& p) { Gone(p); }});
+    // Services first: containers get their variables from the start.
+    ctx_.services = std::make_shared<client::Informer>(ctx_.client, client::resources::kServices);
+    ctx_.services->Start();
+    ctx_.services->WaitForSync(std::chrono::seconds(30));
     pods_->Start();
     auto next_lease = std::chrono::steady_clock::now();
     auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -130,6 +134,7 @@ class Kubelet {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     pods_->Stop();
+    ctx_.services->Stop();
     server_.reset();
   }
 

@@ -382,6 +382,65 @@ void PodWorker::TeardownSandbox() {
   sandbox_ready_ = false;
 }
 
+// The variables Docker links made popular and the kubelet still sets: for the
+// API server's Service always, and for every Service of the pod's namespace
+// unless enableServiceLinks is false. WEB_SERVICE_HOST=10.96.0.20,
+// WEB_SERVICE_PORT=80, WEB_PORT=tcp://10.96.0.20:80, WEB_PORT_80_TCP_ADDR=...
+std::vector<std::pair<std::string, std::string>> PodWorker::ServiceLinkEnv(const json& pod) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!ctx_.services) {
+    return out;
+  }
+  bool links = pod["spec"].value("enableServiceLinks", true);
+  std::vector<client::Object> services;
+  for (const auto& s : ctx_.services->List()) {
+    std::string ns = GetString(*s, "metadata.namespace"), name = GetString(*s, "metadata.name");
+    if ((links && ns == ns_) || (ns == "default" && name == "kubernetes")) {
+      services.push_back(s);
+    }
+  }
+  std::sort(services.begin(), services.end(), [](const auto& a, const auto& b) {
+    return GetString(*a, "metadata.name") < GetString(*b, "metadata.name");
+  });
+  for (const auto& s : services) {
+    std::string ip = GetString(*s, "spec.clusterIP");
+    const json ports = (*s)["spec"].value("ports", json::array());
+    if (ip.empty() || ip == "None" || ports.empty()) {
+      continue;
+    }
+    std::string name = GetString(*s, "metadata.name");
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](char ch) { return ch == '-' ? '_' : static_cast<char>(::toupper(ch)); });
+    auto port_of = [](const json& p) { return std::to_string(p.value("port", 0)); };
+    auto proto_of = [](const json& p) {
+      std::string proto = p.value("protocol", std::string("TCP"));
+      std::transform(proto.begin(), proto.end(), proto.begin(), ::tolower);
+      return proto;
+    };
+    out.emplace_back(name + "_SERVICE_HOST", ip);
+    out.emplace_back(name + "_SERVICE_PORT", port_of(ports[0]));
+    for (const auto& p : ports) {
+      std::string pn = p.value("name", "");
+      if (!pn.empty()) {
+        std::transform(pn.begin(), pn.end(), pn.begin(),
+                       [](char ch) { return ch == '-' ? '_' : static_cast<char>(::toupper(ch)); });
+        out.emplace_back(name + "_SERVICE_PORT_" + pn, port_of(p));
+      }
+    }
+    out.emplace_back(name + "_PORT", proto_of(ports[0]) + "://" + ip + ":" + port_of(ports[0]));
+    for (const auto& p : ports) {
+      std::string proto = proto_of(p), upper = proto;
+      std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+      std::string prefix = name + "_PORT_" + port_of(p) + "_" + upper;
+      out.emplace_back(prefix, proto + "://" + ip + ":" + port_of(p));
+      out.emplace_back(prefix + "_PROTO", proto);
+      out.emplace_back(prefix + "_PORT", port_of(p));
+      out.emplace_back(prefix + "_ADDR", ip);
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> PodWorker::EnvFor(const json& c, const images::ImageConfig& image) {
   json pod = CurrentPod();
   std::vector<std::pair<std::string, std::string>> env;
@@ -406,6 +465,9 @@ std::vector<std::string> PodWorker::EnvFor(const json& c, const images::ImageCon
     set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   }
   set("HOSTNAME", GetString(pod, "spec.hostname", name_));
+  for (const auto& [k, v] : ServiceLinkEnv(pod)) {
+    set(k, v);
+  }
   for (const auto& from : c.value("envFrom", json::array())) {
     std::string prefix = from.value("prefix", "");
     if (from.contains("configMapRef")) {

@@ -30,6 +30,8 @@ struct KubeletContext {
   std::unique_ptr<Runtime> runtime;
   std::unique_ptr<PodNetwork> network;
   std::unique_ptr<images::ImageStore> images;  // safe for concurrent pulls
+  // Every Service, for the environment variables of service links.
+  std::shared_ptr<client::Informer> services;
   Paths paths;
   std::string node_name, node_ip;
   std::string minik_binary;
@@ -108,6 +110,7 @@ class PodWorker {
   // Makes the containers' current attempts visible to Find (other threads).
   void Publish();
   std::vector<std::string> EnvFor(const json& c, const images::ImageConfig& image);
+  std::vector<std::pair<std::string, std::string>> ServiceLinkEnv(const json& pod) const;
   std::string LogPath(const std::string& name, int attempt) const;
 
   KubeletContext& ctx_;

@@ -97,9 +97,10 @@ class ServicesTest(unittest.TestCase):
         pods = set(self.k("get", "pods", "-l", "app=web", "-o",
                           "jsonpath={.items[*].metadata.name}").stdout.split())
         self.assertEqual(len(pods), 3)
-        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{ip}/").stdout,
+        name = "web.default.svc.cluster.local"
+        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{name}/").stdout,
                  timeout=30, what="the service to answer")
-        out = self.from_client(f"for i in $(seq 1 40); do timeout 5 wget -q -O - http://{ip}/ | grep Hostname; done")
+        out = self.from_client(f"for i in $(seq 1 40); do timeout 5 wget -q -O - http://{name}/ | grep Hostname; done")
         seen = {line.split()[-1] for line in out.stdout.splitlines() if line.startswith("Hostname:")}
         self.assertEqual(seen, pods, out.stdout + out.stderr)
 
@@ -108,14 +109,16 @@ class ServicesTest(unittest.TestCase):
                  timeout=60, what="the pods to go")
         def refused():
             t0 = time.time()
-            r = self.from_client(f"timeout 10 wget -q -O - http://{ip}/")
+            r = self.from_client(f"timeout 10 wget -q -O - http://{name}/")
             return "refused" in r.stderr and time.time() - t0 < 5
         wait_for(refused, timeout=20, what="a refused connection, at once")
 
         self.k("scale", "deployment", "web", "--replicas=3")
         self.k("rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
-        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{ip}/").stdout,
+        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{name}/").stdout,
                  timeout=30, what="the service to answer again")
+        # The cluster IP itself, too.
+        self.assertIn("Hostname:", self.from_client(f"timeout 5 wget -q -O - http://{ip}/").stdout)
 
     def test_node_port_answers_on_the_node(self):
         self.k("expose", "deployment", "web", "--name=web-np", "--type=NodePort", "--port=80",
@@ -190,6 +193,18 @@ class ServicesTest(unittest.TestCase):
                                 "jsonpath={.spec.clusterIP}").stdout, "10.96.0.10")
         r = self.from_client("nslookup nothing-here.default.svc.cluster.local")
         self.assertIn("NXDOMAIN", r.stdout + r.stderr)
+
+    def test_pods_reach_the_api_server_through_the_kubernetes_service(self):
+        # What in-cluster clients do: KUBERNETES_SERVICE_HOST and the name.
+        env = self.from_client("echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT").stdout.strip()
+        self.assertEqual(env, "10.96.0.1:443")
+        # Service links of the pod's namespace (the client started after web existed).
+        links = self.from_client("echo $WEB_SERVICE_HOST $WEB_PORT_80_TCP").stdout.split()
+        ip = self.cluster_ip("web")
+        self.assertEqual(links, [ip, f"tcp://{ip}:80"])
+        for target in ["10.96.0.1", "kubernetes.default.svc"]:
+            r = self.from_client(f"printf '' | nc -w 3 {target} 443 && echo open")
+            self.assertIn("open", r.stdout, r.stderr)
 
     def test_names_outside_the_cluster_go_to_the_upstream(self):
         r = self.from_client("nslookup outside.test")
