@@ -157,7 +157,9 @@ class Proxier {
       }
       applied_ = std::move(want);
     }
-    FlushStaleUdp(ports);
+    for (const auto& args : StaleUdpFlows(ports, &udp_endpoints_)) {
+      Conntrack(args);
+    }
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();
@@ -167,47 +169,6 @@ class Proxier {
                 std::chrono::duration_cast<std::chrono::milliseconds>(t_render - t0).count());
     }
     return true;
-  }
-
-  // UDP has no connection to break: a client keeps sending to a removed
-  // endpoint through its conntrack entry, or to nothing when the entry was
-  // made while the Service had no endpoint. Delete those entries.
-  void FlushStaleUdp(const std::vector<ServicePort>& ports) {
-    std::map<std::string, std::set<std::string>> now;  // cluster IP:port -> endpoint IPs
-    std::map<std::string, const ServicePort*> by_key;
-    for (const auto& sp : ports) {
-      if (sp.protocol != "udp") {
-        continue;
-      }
-      std::string key = sp.cluster_ip + ":" + std::to_string(sp.port);
-      by_key[key] = &sp;
-      for (const auto& e : sp.endpoints) {
-        if (e.ready) {
-          now[key].insert(e.ip);
-        }
-      }
-      now[key];
-    }
-    for (const auto& [key, ips] : now) {
-      auto it = udp_endpoints_.find(key);
-      const ServicePort& sp = *by_key[key];
-      if (it == udp_endpoints_.end()) {
-        continue;
-      }
-      if (it->second.empty() && !ips.empty()) {
-        Conntrack({"-D", "-p", "udp", "--orig-dst", sp.cluster_ip});
-      }
-      for (const auto& gone : it->second) {
-        if (!ips.count(gone)) {
-          Conntrack({"-D", "-p", "udp", "--orig-dst", sp.cluster_ip, "--dst-nat", gone});
-          if (sp.node_port > 0) {
-            Conntrack({"-D", "-p", "udp", "--orig-port-dst", std::to_string(sp.node_port),
-                       "--dst-nat", gone});
-          }
-        }
-      }
-    }
-    udp_endpoints_ = std::move(now);
   }
 
   void Conntrack(std::vector<std::string> args) {
@@ -232,7 +193,7 @@ class Proxier {
   std::condition_variable cv_;
   bool dirty_ = true;
   Tables applied_;
-  std::map<std::string, std::set<std::string>> udp_endpoints_;
+  std::map<std::string, std::vector<std::string>> udp_endpoints_;
   bool warned_conntrack_ = false;
 };
 

@@ -88,6 +88,43 @@ std::string Probability(size_t remaining) {
 
 }  // namespace
 
+std::vector<std::vector<std::string>> StaleUdpFlows(
+    const std::vector<ServicePort>& ports, std::map<std::string, std::vector<std::string>>* known) {
+  std::vector<std::vector<std::string>> out;
+  std::map<std::string, std::vector<std::string>> now;
+  for (const auto& sp : ports) {
+    if (sp.protocol != "udp") {
+      continue;
+    }
+    std::string key = sp.cluster_ip + ":" + std::to_string(sp.port);
+    std::vector<std::string>& ips = now[key];
+    for (const auto& e : sp.endpoints) {
+      if (e.ready) {
+        ips.push_back(e.ip);
+      }
+    }
+    auto it = known->find(key);
+    if (it == known->end()) {
+      continue;  // new: no flows yet
+    }
+    if (it->second.empty() && !ips.empty()) {
+      out.push_back({"-D", "-p", "udp", "--orig-dst", sp.cluster_ip});
+    }
+    for (const auto& gone : it->second) {
+      if (std::find(ips.begin(), ips.end(), gone) != ips.end()) {
+        continue;
+      }
+      out.push_back({"-D", "-p", "udp", "--orig-dst", sp.cluster_ip, "--dst-nat", gone});
+      if (sp.node_port > 0) {
+        out.push_back({"-D", "-p", "udp", "--orig-port-dst", std::to_string(sp.node_port),
+                       "--dst-nat", gone});
+      }
+    }
+  }
+  *known = std::move(now);
+  return out;
+}
+
 std::string ServicePort::Key() const {
   return ns + "/" + name + (port_name.empty() ? "" : ":" + port_name);
 }

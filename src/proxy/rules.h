@@ -80,6 +80,14 @@ struct Tables {
 
 Tables Render(const std::vector<ServicePort>& ports, const Config& cfg);
 
+// UDP has no connection to break: a client keeps sending to a removed
+// endpoint through its conntrack entry, or into nothing when the entry was
+// made while the Service had no endpoint. The entries to delete after a
+// change, as `conntrack` argument lists; `known` (cluster IP:port -> ready
+// endpoint IPs of UDP ports) is updated to the new state.
+std::vector<std::vector<std::string>> StaleUdpFlows(
+    const std::vector<ServicePort>& ports, std::map<std::string, std::vector<std::string>>* known);
+
 // iptables-restore --noflush input that turns `applied` into `want`: only
 // chains whose rules changed are declared (which flushes them) and written,
 // chains no longer wanted are flushed and deleted. Empty when nothing changed.

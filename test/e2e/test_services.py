@@ -120,6 +120,17 @@ class ServicesTest(unittest.TestCase):
         # The cluster IP itself, too.
         self.assertIn("Hostname:", self.from_client(f"timeout 5 wget -q -O - http://{ip}/").stdout)
 
+    def test_client_ip_affinity_keeps_a_client_on_one_pod(self):
+        self.k("rollout", "status", "deployment/web", "--timeout=90s", timeout=100)
+        self.k("expose", "deployment", "web", "--name=sticky", "--port=80", "--target-port=8080",
+               "--session-affinity=ClientIP")
+        name = "sticky.default.svc.cluster.local"
+        wait_for(lambda: "Hostname:" in self.from_client(f"timeout 5 wget -q -O - http://{name}/").stdout,
+                 timeout=30, what="the sticky service to answer")
+        out = self.from_client(f"for i in $(seq 1 20); do timeout 5 wget -q -O - http://{name}/ | grep Hostname; done")
+        seen = {line.split()[-1] for line in out.stdout.splitlines() if line.startswith("Hostname:")}
+        self.assertEqual(len(seen), 1, out.stdout)
+
     def test_node_port_answers_on_the_node(self):
         self.k("expose", "deployment", "web", "--name=web-np", "--type=NodePort", "--port=80",
                "--target-port=8080")

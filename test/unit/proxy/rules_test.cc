@@ -258,3 +258,30 @@ TEST_CASE("the rules are valid for the real iptables-restore") {
   INFO(r.err);
   CHECK(r.ok());
 }
+
+TEST_CASE("UDP flows to a removed endpoint are forgotten") {
+  auto dns = [](std::vector<std::tuple<std::string, bool, std::string>> eps) {
+    json svc = Service(
+        "dns", "10.96.0.53",
+        {{"type", "NodePort"},
+         {"ports", {{{"name", "http"}, {"port", 53}, {"protocol", "UDP"}, {"nodePort", 30053}}}}});
+    json slice = Slice("dns", eps, 53);
+    slice["ports"][0]["protocol"] = "UDP";
+    return ServicePorts({svc, Service("web", "10.96.0.20")}, {slice});
+  };
+  std::map<std::string, std::vector<std::string>> known;
+  // First sight of a Service: nothing to forget.
+  CHECK(StaleUdpFlows(dns({{"10.244.0.5", true, "a"}, {"10.244.0.6", true, "a"}}), &known).empty());
+  auto flows = StaleUdpFlows(dns({{"10.244.0.5", true, "a"}}), &known);
+  REQUIRE(flows.size() == 2);
+  CHECK(flows[0] == std::vector<std::string>{"-D", "-p", "udp", "--orig-dst", "10.96.0.53",
+                                             "--dst-nat", "10.244.0.6"});
+  CHECK(flows[1] == std::vector<std::string>{"-D", "-p", "udp", "--orig-port-dst", "30053",
+                                             "--dst-nat", "10.244.0.6"});
+  // No endpoint left, then one again: flows made meanwhile went nowhere.
+  StaleUdpFlows(dns({{"10.244.0.5", false, "a"}}), &known);
+  flows = StaleUdpFlows(dns({{"10.244.0.7", true, "a"}}), &known);
+  REQUIRE(flows.size() == 1);
+  CHECK(flows[0] == std::vector<std::string>{"-D", "-p", "udp", "--orig-dst", "10.96.0.53"});
+  CHECK(StaleUdpFlows(dns({{"10.244.0.7", true, "a"}}), &known).empty());
+}
