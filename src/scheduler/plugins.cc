@@ -21,9 +21,13 @@ const json& At(const json& o, const char* path) {
   return v ? *v : kNone;
 }
 
-json Arr(const json& o, const char* path) {
+const json kEmptyArray = json::array();
+
+// The array at `path`, or an empty one: a reference, never a copy (this runs
+// for every pod against every node).
+const json& Arr(const json& o, const char* path) {
   const json* v = Find(o, path);
-  return v && v->is_array() ? *v : json::array();
+  return v && v->is_array() ? *v : kEmptyArray;
 }
 
 bool Tolerates(const json& tolerations, const json& taint) {
@@ -132,16 +136,33 @@ void PrepareSpread(const json& pod, std::vector<NodeInfo>& nodes) {
     }
   }
   for (auto& n : nodes) {
-    n.same_owner = owner.empty() ? -1 : 0;
-    if (owner.empty()) {
-      continue;
-    }
-    for (const auto& pp : n.pod_list) {
-      for (const auto& r : Arr(*pp, "metadata.ownerReferences")) {
-        if (r.value("uid", "") == owner) {
-          ++n.same_owner;
-        }
+    auto it = n.owners.find(owner);
+    n.same_owner = owner.empty() ? -1 : it == n.owners.end() ? 0 : it->second;
+  }
+}
+
+void CountPod(NodeInfo& ni, const std::shared_ptr<const json>& pp) {
+  const json& p = *pp;
+  Requests r = PodRequests(p);
+  ni.req_cpu += r.cpu;
+  ni.req_mem += r.mem;
+  ++ni.pods;
+  for (const auto& c : Arr(p, "spec.containers")) {
+    for (const auto& port : c.value("ports", json::array())) {
+      if (port.value("hostPort", 0)) {
+        ni.host_ports.emplace_back(port.value("protocol", "TCP"), port.value("hostPort", 0));
       }
+    }
+  }
+  ni.pod_list.push_back(pp);
+  if (!Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")
+           .empty()) {
+    ni.anti_affinity.push_back(pp);
+  }
+  for (const auto& ref : Arr(p, "metadata.ownerReferences")) {
+    std::string uid = ref.value("uid", "");
+    if (!uid.empty()) {
+      ++ni.owners[uid];
     }
   }
 }
@@ -169,7 +190,7 @@ bool IsActive(const json& pod) {
 std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& all,
                    const std::vector<json>& pvs, const std::vector<json>& pvcs) {
   const json& node = n.node;
-  json tolerations = Arr(pod, "spec.tolerations");
+  const json& tolerations = Arr(pod, "spec.tolerations");
   // NodeUnschedulable.
   if (At(node, "spec.unschedulable") == true &&
       !Tolerates(tolerations,
@@ -292,7 +313,7 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
   }
   // Existing pods' anti-affinity against this pod.
   for (const auto& other : all) {
-    for (const auto& pp : other.pod_list) {
+    for (const auto& pp : other.anti_affinity) {
       const json& p = *pp;
       for (const auto& term :
            Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")) {

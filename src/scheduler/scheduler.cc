@@ -60,6 +60,10 @@ class Scheduler {
   void Run(const std::atomic<bool>& stop) {
     informers_->Start();
     informers_->WaitForSync(std::chrono::seconds(60));
+    std::vector<std::thread> binders;
+    for (int i = 0; i < kBinders; ++i) {
+      binders.emplace_back([&] { Binder(stop); });
+    }
     std::thread flusher([&] {
       while (!stop) {
         for (int i = 0; i < 300 && !stop; ++i) {
@@ -89,6 +93,10 @@ class Scheduler {
       }
     }
     flusher.join();
+    bind_cv_.notify_all();
+    for (auto& b : binders) {
+      b.join();
+    }
     informers_->Stop();
   }
 
@@ -161,19 +169,7 @@ class Scheduler {
       if (it == infos.end() || !Active(p)) {
         return;
       }
-      NodeInfo& ni = it->second;
-      Requests r = PodRequests(p);
-      ni.req_cpu += r.cpu;
-      ni.req_mem += r.mem;
-      ++ni.pods;
-      for (const auto& c : p["spec"].value("containers", json::array())) {
-        for (const auto& port : c.value("ports", json::array())) {
-          if (port.value("hostPort", 0)) {
-            ni.host_ports.emplace_back(port.value("protocol", "TCP"), port.value("hostPort", 0));
-          }
-        }
-      }
-      ni.pod_list.push_back(pp);
+      CountPod(it->second, pp);
     };
     for (const auto& p : pods_->List()) {
       if (!GetString(*p, "spec.nodeName").empty()) {
@@ -208,7 +204,16 @@ class Scheduler {
       }
     }
     const json& pod = *obj;
-    std::vector<NodeInfo> nodes = Snapshot();
+    // The cluster as of at most kSnapshotAge ago, plus every binding made
+    // since (applied below as it is made): rebuilding it from the caches for
+    // every pod would cost O(pods) each time.
+    auto now = std::chrono::steady_clock::now();
+    bool fresh = now - snapshot_at_ > kSnapshotAge || stale_.exchange(false);
+    if (fresh) {
+      snapshot_ = Snapshot();
+      snapshot_at_ = now;
+    }
+    std::vector<NodeInfo>& nodes = snapshot_;
     std::vector<json> pvs, pvcs;
     for (const auto& v : pvs_->List()) {
       pvs.push_back(*v);
@@ -241,6 +246,12 @@ class Scheduler {
       } else {
         ++reasons[why];
       }
+    }
+    if (feasible.empty() && !fresh) {
+      // Judged on a view that may be behind: judge again on a new one.
+      snapshot_at_ = {};
+      ScheduleOne(key);
+      return;
     }
     if (feasible.empty()) {
       std::string msg = "0/" + std::to_string(nodes.size()) + " nodes are available";
@@ -282,20 +293,66 @@ class Scheduler {
       std::lock_guard lock(mu_);
       assumed_[GetString(pod, "metadata.uid")] = assumed;
     }
-    try {
-      client_->Post("/api/v1/namespaces/" + ns + "/pods/" + name + "/binding",
-                    {{"apiVersion", "v1"},
-                     {"kind", "Binding"},
-                     {"metadata",
-                      {{"name", name}, {"namespace", ns}, {"uid", GetString(pod, "metadata.uid")}}},
-                     {"target", {{"apiVersion", "v1"}, {"kind", "Node"}, {"name", node}}}});
-      events_->Event(pod, "Normal", "Scheduled",
-                     "Successfully assigned " + ns + "/" + name + " to " + node);
-    } catch (const client::ApiError& e) {
-      std::lock_guard lock(mu_);
-      assumed_.erase(GetString(pod, "metadata.uid"));
-      if (e.code != 404 && e.code != 409) {
-        throw;
+    CountPod(*const_cast<NodeInfo*>(chosen), std::make_shared<const json>(assumed));
+    // The binding is written by a binder thread, as kube-scheduler's binding
+    // cycle runs apart from scheduling: the next pod is scheduled meanwhile,
+    // and concurrent bindings share the store's commits.
+    {
+      std::lock_guard lock(bind_mu_);
+      bind_queue_.push_back({key, obj, node});
+    }
+    bind_cv_.notify_one();
+  }
+
+  struct BindJob {
+    std::string key;
+    client::Object pod;
+    std::string node;
+  };
+
+  void Binder(const std::atomic<bool>& stop) {
+    while (true) {
+      BindJob job;
+      {
+        std::unique_lock lock(bind_mu_);
+        bind_cv_.wait_for(lock, std::chrono::milliseconds(200),
+                          [&] { return !bind_queue_.empty() || stop.load(); });
+        if (bind_queue_.empty()) {
+          if (stop) {
+            return;
+          }
+          continue;
+        }
+        job = std::move(bind_queue_.front());
+        bind_queue_.pop_front();
+      }
+      const json& pod = *job.pod;
+      std::string ns = GetString(pod, "metadata.namespace"), name = GetString(pod, "metadata.name");
+      std::string uid = GetString(pod, "metadata.uid");
+      try {
+        client_->Post("/api/v1/namespaces/" + ns + "/pods/" + name + "/binding",
+                      {{"apiVersion", "v1"},
+                       {"kind", "Binding"},
+                       {"metadata", {{"name", name}, {"namespace", ns}, {"uid", uid}}},
+                       {"target", {{"apiVersion", "v1"}, {"kind", "Node"}, {"name", job.node}}}});
+        events_->Event(pod, "Normal", "Scheduled",
+                       "Successfully assigned " + ns + "/" + name + " to " + job.node);
+      } catch (const std::exception& e) {
+        // Not bound: forget the assumption (the view is rebuilt) and try again,
+        // unless the pod is gone (404) or was bound by someone else (409).
+        int code = 0;
+        if (const auto* api = dynamic_cast<const client::ApiError*>(&e)) {
+          code = api->code;
+        }
+        {
+          std::lock_guard lock(mu_);
+          assumed_.erase(uid);
+        }
+        stale_ = true;
+        if (code != 404 && code != 409) {
+          log::Warn("bind {} to {}: {}", job.key, job.node, e.what());
+          Queue(job.key);
+        }
       }
     }
   }
@@ -348,6 +405,15 @@ class Scheduler {
   std::set<std::string> queued_, unschedulable_;
   std::map<std::string, json> assumed_;  // uid -> pod with the node it was bound to
   std::mt19937 rng_{std::random_device{}()};
+  // The scheduling thread's view of the nodes (see ScheduleOne).
+  static constexpr std::chrono::milliseconds kSnapshotAge{250};
+  std::vector<NodeInfo> snapshot_;
+  std::chrono::steady_clock::time_point snapshot_at_{};
+  std::atomic<bool> stale_{false};  // a binding failed: the view has a pod it should not
+  std::mutex bind_mu_;
+  std::condition_variable bind_cv_;
+  std::deque<BindJob> bind_queue_;
+  static constexpr int kBinders = 16;
 };
 
 }  // namespace

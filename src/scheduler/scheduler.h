@@ -11,6 +11,7 @@
 // reasons per filter and a FailedScheduling event, and is tried again when the
 // cluster changes.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,11 @@ struct NodeInfo {
   // Pods on the node (for affinity and spreading), shared with the informer cache.
   std::vector<std::shared_ptr<const json>> pod_list;
   std::vector<std::pair<std::string, int>> host_ports;  // protocol, port
+  // Of pod_list, kept as pods are counted (see CountPod), so that a scheduling
+  // cycle does not walk every pod of the cluster once per node: the pods with
+  // required anti-affinity terms, and the number of pods per controller uid.
+  std::vector<std::shared_ptr<const json>> anti_affinity;
+  std::map<std::string, int> owners;
   // Pods of the scheduled pod's controller on this node (set per scheduling
   // cycle by PrepareSpread; -1 when not prepared).
   int same_owner = -1;
@@ -35,6 +41,8 @@ struct NodeInfo {
 // Counts, once per pod, the pods of its controller on every node, so that
 // scoring does not walk every pod once per node.
 void PrepareSpread(const json& pod, std::vector<NodeInfo>& nodes);
+// Adds a pod bound to the node to what `ni` counts.
+void CountPod(NodeInfo& ni, const std::shared_ptr<const json>& pod);
 
 // The requests of a pod as the scheduler counts them: the sum over app
 // containers or the largest init container, whichever is larger, plus overhead.

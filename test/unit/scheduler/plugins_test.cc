@@ -36,11 +36,7 @@ json MakePod(json spec = json::object(), json labels = {{"app", "web"}}) {
 void Place(NodeInfo& n, json pod) {
   pod["spec"]["nodeName"] = n.node["metadata"]["name"];
   pod["status"]["phase"] = "Running";
-  Requests r = PodRequests(pod);
-  n.req_cpu += r.cpu;
-  n.req_mem += r.mem;
-  ++n.pods;
-  n.pod_list.push_back(std::make_shared<const json>(pod));
+  CountPod(n, std::make_shared<const json>(pod));
 }
 
 std::string Why(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& all) {

@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""The scheduler and the controllers at scale, on simulated nodes (`minik
+start --hollow-nodes N --no-kubelet`, as kwok does): no containers run, so
+this measures the control plane alone.
+
+- Scheduling throughput: P pods created at once; pods bound per second, from
+  the first binding to the last (and from the first create to the last
+  binding), watched through the API.
+- A Deployment of P replicas: from its create until all P pods are Running
+  and the Deployment reports them available.
+- The memory of every minik process at that point.
+
+Kubernetes' scheduler is quoted at 100 to 300 pods/s on its own benchmarks.
+
+Usage: test/bench/scheduler.py [--nodes 1000] [--pods 10000]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+os.environ.setdefault("MINIK_BIN", os.path.join(HERE, "..", "..", "build", "minik"))
+
+from cluster import Cluster, wait_for  # noqa: E402
+
+
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def minik_processes(home):
+    """role -> pid of the minik processes of this cluster."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if len(args) > 1 and args[0].endswith("minik") and any(home in a for a in args):
+            out[args[1]] = int(pid)
+    return out
+
+
+class Watch:
+    """Counts pods as they get a node and as they run, with the times."""
+
+    def __init__(self, c, selector):
+        self.bound, self.running = {}, {}
+        self.proc = subprocess.Popen(
+            ["kubectl", "get", "pods", "-l", selector, "--watch", "--output-watch-events", "-o", "json"],
+            env=c.env, stdout=subprocess.PIPE)
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        dec = json.JSONDecoder()
+        buf = ""
+        fd = self.proc.stdout.fileno()
+        for chunk in iter(lambda: os.read(fd, 1 << 20), b""):  # what is there, not a full buffer
+            buf += chunk.decode()
+            while True:
+                buf = buf.lstrip()
+                try:
+                    ev, end = dec.raw_decode(buf)
+                except ValueError:
+                    break
+                buf = buf[end:]
+                pod = ev.get("object", {})
+                name = pod.get("metadata", {}).get("name")
+                now = time.monotonic()
+                if pod.get("spec", {}).get("nodeName") and name not in self.bound:
+                    self.bound[name] = now
+                if pod.get("status", {}).get("phase") == "Running" and name not in self.running:
+                    self.running[name] = now
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--pods", type=int, default=10000)
+    args = ap.parse_args()
+    c = Cluster("bench-sched")
+    try:
+        t0 = time.monotonic()
+        c.minik("start", "--no-kubelet", "--hollow-nodes", str(args.nodes), timeout=600)
+        wait_for(lambda: c.kubectl("get", "nodes", "--no-headers").stdout.count(" Ready ") >= args.nodes,
+                 timeout=600, interval=1, what=f"{args.nodes} nodes Ready")
+        print(f"{args.nodes} hollow nodes Ready {time.monotonic() - t0:.1f} s after `minik start`", flush=True)
+        from kubernetes import client
+        _, api = c.python_client()
+        v1 = client.CoreV1Api(api)
+        apps = client.AppsV1Api(api)
+
+        # 1. P pods at once.
+        w = Watch(c, "bench=sched")
+        time.sleep(1)
+        created = [None] * args.pods
+
+        def make(part):
+            for i in part:
+                created[i] = time.monotonic()
+                v1.create_namespaced_pod("default", {
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": f"p{i}", "labels": {"bench": "sched"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox",
+                                             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}})
+        threads = [threading.Thread(target=make, args=(range(i, args.pods, 16),)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait_for(lambda: len(w.bound) >= args.pods, timeout=900, interval=0.5, what="every pod bound")
+        w.stop()
+        first_create, last_create = min(created), max(created)
+        first_bind, last_bind = min(w.bound.values()), max(w.bound.values())
+        rate = args.pods / max(1e-9, last_bind - first_bind)
+        print(f"{args.pods} pods: created in {last_create - first_create:.1f} s "
+              f"({args.pods / max(1e-9, last_create - first_create):,.0f}/s); bound at {rate:,.0f} pods/s "
+              f"(first to last binding), all bound {last_bind - first_create:.1f} s after the first create",
+              flush=True)
+        v1.delete_collection_namespaced_pod("default", label_selector="bench=sched", grace_period_seconds=0)
+        wait_for(lambda: not c.kubectl("get", "pods", "-l", "bench=sched", "--no-headers",
+                                       "-o", "name").stdout.strip(),
+                 timeout=900, interval=1, what="the pods to go")
+
+        # 2. A Deployment of P replicas.
+        w = Watch(c, "app=big")
+        time.sleep(1)
+        t = time.monotonic()
+        apps.create_namespaced_deployment("default", {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "big"},
+            "spec": {"replicas": args.pods, "selector": {"matchLabels": {"app": "big"}},
+                     "template": {"metadata": {"labels": {"app": "big"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx",
+                                                           "resources": {"requests": {"cpu": "10m"}}}]}}}})
+        wait_for(lambda: len(w.running) >= args.pods, timeout=1200, interval=0.5, what="every replica Running")
+        all_running = max(w.running.values()) - t
+        wait_for(lambda: (apps.read_namespaced_deployment_status("big", "default").status.available_replicas or 0)
+                 >= args.pods, timeout=600, interval=0.5, what="the Deployment to be available")
+        available = time.monotonic() - t
+        w.stop()
+        print(f"Deployment of {args.pods}: all Running {all_running:.1f} s after its create, "
+              f"available {available:.1f} s", flush=True)
+        procs = minik_processes(c.env["MINIK_HOME"])
+        print("memory (RSS MiB) with it running: " +
+              ", ".join(f"{role} {rss_mib(pid):.0f}" for role, pid in sorted(procs.items())))
+    finally:
+        c.delete()
+
+
+if __name__ == "__main__":
+    main()
