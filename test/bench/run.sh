@@ -19,3 +19,4 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "services: skipped (programs iptables; run as root)"
 fi
+MINIK_BIN="$(realpath "$build/minik")" /usr/bin/python3 "$(dirname "$0")/scheduler.py"
