@@ -239,12 +239,25 @@ class Scheduler {
     }
     std::map<std::string, int> reasons;
     std::vector<const NodeInfo*> feasible;
-    for (const auto& n : nodes) {
+    // As kube-scheduler does in large clusters, stop looking once enough
+    // nodes fit (percentageOfNodesToScore: 50% less 1% per 125 nodes, at
+    // least 5% and 100 nodes), starting where the last pod stopped so that
+    // every node gets its turn.
+    size_t want = nodes.size();
+    if (nodes.size() > 100) {
+      size_t percent = std::max<size_t>(5, 50 - std::min<size_t>(45, nodes.size() / 125));
+      want = std::max<size_t>(100, nodes.size() * percent / 100);
+    }
+    for (size_t i = 0; i < nodes.size() && feasible.size() < want; ++i) {
+      const NodeInfo& n = nodes[(next_node_ + i) % nodes.size()];
       std::string why = Filter(pod, n, nodes, pvs, pvcs);
       if (why.empty()) {
         feasible.push_back(&n);
       } else {
         ++reasons[why];
+      }
+      if (feasible.size() == want || i + 1 == nodes.size()) {
+        next_node_ = (next_node_ + i + 1) % nodes.size();
       }
     }
     if (feasible.empty() && !fresh) {
@@ -409,7 +422,9 @@ class Scheduler {
   static constexpr std::chrono::milliseconds kSnapshotAge{250};
   std::vector<NodeInfo> snapshot_;
   std::chrono::steady_clock::time_point snapshot_at_{};
-  std::atomic<bool> stale_{false};  // a binding failed: the view has a pod it should not
+  std::atomic<bool> stale_{false};
+  size_t next_node_ = 0;  // where the next pod's search for nodes starts  // a binding failed: the
+                          // view has a pod it should not
   std::mutex bind_mu_;
   std::condition_variable bind_cv_;
   std::deque<BindJob> bind_queue_;
