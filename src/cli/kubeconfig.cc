@@ -1,6 +1,5 @@
 #include "cli/kubeconfig.h"
 
-
 #include <cstdlib>
 
 #include "common/base64.h"

@@ -47,7 +47,8 @@ inline Result Load(int clients, double seconds, const std::function<bool(int, lo
           ++errors;
         }
         lat[static_cast<size_t>(c)].push_back(
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
       }
     });
   }
@@ -81,10 +82,23 @@ class Etcd {
     std::string c = "http://127.0.0.1:" + std::to_string(client_port_);
     std::string p = "http://127.0.0.1:" + std::to_string(peer);
     exec::Spawn s;
-    s.argv = {"etcd", "--name", "bench", "--data-dir", dir_.path() + "/etcd",
-              "--listen-client-urls", c, "--advertise-client-urls", c, "--listen-peer-urls", p,
-              "--initial-advertise-peer-urls", p, "--initial-cluster", "bench=" + p,
-              "--log-level", "error"};
+    s.argv = {"etcd",
+              "--name",
+              "bench",
+              "--data-dir",
+              dir_.path() + "/etcd",
+              "--listen-client-urls",
+              c,
+              "--advertise-client-urls",
+              c,
+              "--listen-peer-urls",
+              p,
+              "--initial-advertise-peer-urls",
+              p,
+              "--initial-cluster",
+              "bench=" + p,
+              "--log-level",
+              "error"};
     s.log_file = dir_.path() + "/etcd.log";
     s.die_with_parent = true;
     pid_ = exec::StartProcess(s);

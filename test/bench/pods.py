@@ -29,7 +29,7 @@ os.environ.setdefault("MINIK_BIN", os.path.join(HERE, "..", "..", "build", "mini
 
 import dockerd  # noqa: E402
 import images  # noqa: E402
-from cluster import Cluster, wait_for  # noqa: E402
+from cluster import Cluster, processes, wait_for  # noqa: E402
 
 IMAGE = "bench/busybox:1"
 
@@ -90,18 +90,7 @@ def pss_mib(pids):
 
 def processes_under(path, word):
     """PIDs whose command line has `word` as an argument and mentions `path`."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if word in args and any(path in a for a in args):
-            out.append(int(pid))
-    return out
+    return [pid for pid, args in processes() if word in args and any(path in a for a in args)]
 
 
 class MinikPods:

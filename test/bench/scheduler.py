@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 os.environ.setdefault("MINIK_BIN", os.path.join(HERE, "..", "..", "build", "minik"))
 
-from cluster import Cluster, wait_for  # noqa: E402
+from cluster import Cluster, processes, wait_for  # noqa: E402
 
 
 def rss_mib(pid):
@@ -43,18 +43,8 @@ def rss_mib(pid):
 
 def minik_processes(home):
     """role -> pid of the minik processes of this cluster."""
-    out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if len(args) > 1 and args[0].endswith("minik") and any(home in a for a in args):
-            out[args[1]] = int(pid)
-    return out
+    return {args[1]: pid for pid, args in processes()
+            if len(args) > 1 and args[0].endswith("minik") and any(home in a for a in args)}
 
 
 class Watch:

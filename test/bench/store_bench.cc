@@ -22,12 +22,16 @@ int main(int argc, char** argv) {
   store::StoreOptions so;
   so.data_dir = dir.path();
   auto st = store::Create("sqlite", so);
-  std::printf("store benchmark: minik sqlite store (in-process) vs %s (loopback HTTP), %gs per row, 512-byte values\n",
-              etcd.version().c_str(), seconds);
+  std::printf(
+      "store benchmark: minik sqlite store (in-process) vs %s (loopback HTTP), %gs per row, "
+      "512-byte values\n",
+      etcd.version().c_str(), seconds);
   bench::PrintHeader("writes: create a new key");
   for (int clients : {1, 8, 64}) {
     auto mine = bench::Load(clients, seconds, [&](int c, long i) {
-      st->Create("/registry/configmaps/bench/w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i), value);
+      st->Create("/registry/configmaps/bench/w" + std::to_string(clients) + "-" +
+                     std::to_string(c) + "-" + std::to_string(i),
+                 value);
       return true;
     });
     std::vector<http::Client> hs;
@@ -35,7 +39,8 @@ int main(int argc, char** argv) {
       hs.emplace_back(etcd.url(), http::ClientOptions{});
     }
     auto peer = bench::Load(clients, seconds, [&](int c, long i) {
-      json body = {{"key", base64::Encode("/registry/configmaps/bench/w" + std::to_string(clients) + "-" + std::to_string(c) + "-" + std::to_string(i))},
+      json body = {{"key", base64::Encode("/registry/configmaps/bench/w" + std::to_string(clients) +
+                                          "-" + std::to_string(c) + "-" + std::to_string(i))},
                    {"value", base64::Encode(value)}};
       return hs[static_cast<size_t>(c)].Do("POST", "/v3/kv/put", body.dump()).status == 200;
     });
@@ -52,7 +57,8 @@ int main(int argc, char** argv) {
       hs.emplace_back(etcd.url(), http::ClientOptions{});
     }
     auto peer = bench::Load(clients, seconds, [&](int c, long i) {
-      json body = {{"key", base64::Encode("/registry/configmaps/bench/w1-0-" + std::to_string(i % 100))}};
+      json body = {
+          {"key", base64::Encode("/registry/configmaps/bench/w1-0-" + std::to_string(i % 100))}};
       return hs[static_cast<size_t>(c)].Do("POST", "/v3/kv/range", body.dump()).status == 200;
     });
     bench::PrintRow("get", clients, mine, peer);

@@ -73,6 +73,18 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def processes():
+    """(pid, argv) of every process, for tests and benchmarks that look for theirs."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                yield int(pid), f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+
+
 def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
     deadline = time.time() + timeout
     last = None

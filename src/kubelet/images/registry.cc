@@ -14,6 +14,7 @@
 #include "common/base64.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/http.h"
 #include "common/http_client.h"
 #include "kubelet/images/internal.h"
 
@@ -22,21 +23,6 @@ namespace {
 
 constexpr size_t kMaxManifestBytes = 4 << 20;
 constexpr size_t kMaxConfigBytes = 16 << 20;
-
-std::string UrlEncode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
 
 bool IsLoopbackHost(const std::string& domain) {
   std::string host = domain;
@@ -366,9 +352,9 @@ class Registry {
     std::string url = c.params["realm"];
     url += (url.find('?') == std::string::npos ? "?" : "&");
     if (!c.params["service"].empty()) {
-      url += "service=" + UrlEncode(c.params["service"]) + "&";
+      url += "service=" + http::PercentEncode(c.params["service"]) + "&";
     }
-    url += "scope=" + UrlEncode(scope);
+    url += "scope=" + http::PercentEncode(scope);
     http::Client token_client(url.substr(0, url.find('/', url.find("://") + 3)), Options());
     http::ClientRequest req;
     req.url = url;
