@@ -101,13 +101,6 @@ bool MatchesNodeSelectorTerms(const json& terms, const json& node) {
   return false;
 }
 
-std::string Label(const json& obj, const std::string& key) {
-  const json& labels = At(obj, "metadata.labels");
-  return labels.is_object() && labels.contains(key) && labels[key].is_string()
-             ? labels[key].get<std::string>()
-             : "";
-}
-
 bool PodMatchesTerm(const json& other, const json& term, const json& pod) {
   // Namespaces: the term's, else the pod's own.
   json namespaces = term.value("namespaces", json::array());
@@ -128,58 +121,41 @@ bool PodMatchesTerm(const json& other, const json& term, const json& pod) {
 
 }  // namespace
 
-void PrepareSpread(const json& pod, std::vector<NodeInfo>& nodes) {
-  std::string owner;
-  for (const auto& r : Arr(pod, "metadata.ownerReferences")) {
+PodQuery::PodQuery(const json& p)
+    : pod(p),
+      ns(GetString(p, "metadata.namespace")),
+      req(PodRequests(p)),
+      host_ports(PodHostPorts(p)),
+      tolerations(Arr(p, "spec.tolerations")),
+      node_selector(At(p, "spec.nodeSelector")),
+      required_node_terms(At(p,
+                             "spec.affinity.nodeAffinity."
+                             "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")),
+      preferred_node_terms(
+          Arr(p, "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")),
+      pod_affinity(
+          Arr(p, "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution")),
+      pod_anti_affinity(
+          Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")),
+      spread(Arr(p, "spec.topologySpreadConstraints")) {
+  for (const auto& r : Arr(p, "metadata.ownerReferences")) {
     if (r.value("controller", false)) {
       owner = r.value("uid", "");
     }
   }
-  for (auto& n : nodes) {
-    auto it = n.owners.find(owner);
-    n.same_owner = owner.empty() ? -1 : it == n.owners.end() ? 0 : it->second;
-  }
 }
 
-void CountPod(NodeInfo& ni, const std::shared_ptr<const json>& pp) {
-  const json& p = *pp;
-  Requests r = PodRequests(p);
-  ni.req_cpu += r.cpu;
-  ni.req_mem += r.mem;
-  ++ni.pods;
-  for (const auto& c : Arr(p, "spec.containers")) {
-    for (const auto& port : c.value("ports", json::array())) {
-      if (port.value("hostPort", 0)) {
-        ni.host_ports.emplace_back(port.value("protocol", "TCP"), port.value("hostPort", 0));
-      }
+void PrepareSpread(const PodQuery& q, ClusterView& all) {
+  all.max_same_owner = 0;
+  for (NodeInfo* n : all.nodes) {
+    if (q.owner.empty()) {
+      n->same_owner = -1;
+      continue;
     }
+    auto it = n->owners.find(q.owner);
+    n->same_owner = it == n->owners.end() ? 0 : it->second;
+    all.max_same_owner = std::max(all.max_same_owner, n->same_owner);
   }
-  ni.pod_list.push_back(pp);
-  if (!Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")
-           .empty()) {
-    ni.anti_affinity.push_back(pp);
-  }
-  for (const auto& ref : Arr(p, "metadata.ownerReferences")) {
-    std::string uid = ref.value("uid", "");
-    if (!uid.empty()) {
-      ++ni.owners[uid];
-    }
-  }
-}
-
-Requests PodRequests(const json& pod) {
-  Requests r;
-  for (const auto& c : Arr(pod, "spec.containers")) {
-    r.cpu += api::QuantityMilli(At(c, "resources.requests.cpu"));
-    r.mem += api::QuantityMilli(At(c, "resources.requests.memory"));
-  }
-  for (const auto& c : Arr(pod, "spec.initContainers")) {
-    r.cpu = std::max(r.cpu, api::QuantityMilli(At(c, "resources.requests.cpu")));
-    r.mem = std::max(r.mem, api::QuantityMilli(At(c, "resources.requests.memory")));
-  }
-  r.cpu += api::QuantityMilli(At(pod, "spec.overhead.cpu"));
-  r.mem += api::QuantityMilli(At(pod, "spec.overhead.memory"));
-  return r;
 }
 
 bool IsActive(const json& pod) {
@@ -187,100 +163,68 @@ bool IsActive(const json& pod) {
   return phase != "Succeeded" && phase != "Failed";
 }
 
-std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& all,
-                   const std::vector<json>& pvs, const std::vector<json>& pvcs) {
-  const json& node = n.node;
-  const json& tolerations = Arr(pod, "spec.tolerations");
+std::string Filter(const PodQuery& q, const NodeInfo& n, const ClusterView& all) {
+  const json& node = *n.node;
+  const json& pod = q.pod;
   // NodeUnschedulable.
-  if (At(node, "spec.unschedulable") == true &&
-      !Tolerates(tolerations,
-                 {{"key", "node.kubernetes.io/unschedulable"}, {"effect", "NoSchedule"}})) {
+  if (n.unschedulable && !Tolerates(q.tolerations, {{"key", "node.kubernetes.io/unschedulable"},
+                                                    {"effect", "NoSchedule"}})) {
     return "node(s) were unschedulable";
   }
   // NodeAffinity and nodeSelector.
-  const json& sel = At(pod, "spec.nodeSelector");
-  if (sel.is_object()) {
-    for (auto it = sel.begin(); it != sel.end(); ++it) {
-      if (Label(node, it.key()) != (it.value().is_string() ? it.value().get<std::string>() : "") ||
-          !At(node, "metadata.labels").contains(it.key())) {
+  if (q.node_selector.is_object()) {
+    const json& labels = n.Labels();
+    for (auto it = q.node_selector.begin(); it != q.node_selector.end(); ++it) {
+      auto l = labels.find(it.key());
+      if (l == labels.end() || *l != it.value()) {
         return "node(s) didn't match Pod's node affinity/selector";
       }
     }
   }
-  const json& required = At(pod,
-                            "spec.affinity.nodeAffinity."
-                            "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms");
-  if (required.is_array() && !MatchesNodeSelectorTerms(required, node)) {
+  if (q.required_node_terms.is_array() && !MatchesNodeSelectorTerms(q.required_node_terms, node)) {
     return "node(s) didn't match Pod's node affinity/selector";
   }
   // TaintToleration.
-  for (const auto& taint : Arr(node, "spec.taints")) {
+  for (const auto& taint : *n.taints) {
     std::string effect = taint.value("effect", "");
-    if ((effect == "NoSchedule" || effect == "NoExecute") && !Tolerates(tolerations, taint)) {
+    if ((effect == "NoSchedule" || effect == "NoExecute") && !Tolerates(q.tolerations, taint)) {
       return "node(s) had untolerated taint {" + taint.value("key", "") + ": " +
              taint.value("value", "") + "}";
     }
   }
   // NodeResourcesFit.
-  Requests req = PodRequests(pod);
   if (n.pods + 1 > n.alloc_pods / 1000) {
     return "Too many pods";
   }
-  if (req.cpu > 0 && n.req_cpu + req.cpu > n.alloc_cpu) {
+  if (q.req.cpu > 0 && n.req_cpu + q.req.cpu > n.alloc_cpu) {
     return "Insufficient cpu";
   }
-  if (req.mem > 0 && n.req_mem + req.mem > n.alloc_mem) {
+  if (q.req.mem > 0 && n.req_mem + q.req.mem > n.alloc_mem) {
     return "Insufficient memory";
   }
   // NodePorts.
-  for (const auto& c : Arr(pod, "spec.containers")) {
-    for (const auto& p : c.value("ports", json::array())) {
-      int hp = p.value("hostPort", 0);
-      if (hp == 0) {
-        continue;
-      }
-      std::string proto = p.value("protocol", "TCP");
-      if (std::find(n.host_ports.begin(), n.host_ports.end(), std::make_pair(proto, hp)) !=
-          n.host_ports.end()) {
-        return "node(s) didn't have free ports for the requested pod ports";
-      }
+  for (const auto& hp : q.host_ports) {
+    if (std::find(n.host_ports.begin(), n.host_ports.end(), hp) != n.host_ports.end()) {
+      return "node(s) didn't have free ports for the requested pod ports";
     }
   }
   // Volumes bound to local PVs must be on this node.
-  for (const auto& v : Arr(pod, "spec.volumes")) {
-    std::string claim = GetString(v, "persistentVolumeClaim.claimName");
-    if (claim.empty()) {
-      continue;
-    }
-    for (const auto& pvc : pvcs) {
-      if (GetString(pvc, "metadata.name") != claim ||
-          GetString(pvc, "metadata.namespace") != GetString(pod, "metadata.namespace")) {
-        continue;
-      }
-      std::string pv_name = GetString(pvc, "spec.volumeName");
-      for (const auto& pv : pvs) {
-        if (GetString(pv, "metadata.name") != pv_name) {
-          continue;
-        }
-        const json& terms = At(pv, "spec.nodeAffinity.required.nodeSelectorTerms");
-        if (terms.is_array() && !MatchesNodeSelectorTerms(terms, node)) {
-          return "node(s) had volume node affinity conflict";
-        }
-      }
+  for (const auto& pv : q.volumes) {
+    const json& terms = At(*pv, "spec.nodeAffinity.required.nodeSelectorTerms");
+    if (terms.is_array() && !MatchesNodeSelectorTerms(terms, node)) {
+      return "node(s) had volume node affinity conflict";
     }
   }
   // InterPodAffinity (required terms).
-  for (const auto& term :
-       Arr(pod, "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution")) {
+  for (const auto& term : q.pod_affinity) {
     std::string key = term.value("topologyKey", "");
-    std::string value = Label(node, key);
+    const std::string& value = n.Label(key);
     bool found = false, any_anywhere = false;
-    for (const auto& other : all) {
-      for (const auto& pp : other.pod_list) {
-        const json& p = *pp;
-        if (PodMatchesTerm(p, term, pod)) {
+    for (const NodeInfo* other : all.nodes) {
+      for (const auto& [_, p] : other->pod_map) {
+        if (PodMatchesTerm(*p.pod, term, pod)) {
           any_anywhere = true;
-          if (!value.empty() && Label(other.node, key) == value) {
+          if (!value.empty() && other->Label(key) == value) {
             found = true;
           }
         }
@@ -292,61 +236,66 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
       return "node(s) didn't match pod affinity rules";
     }
   }
-  for (const auto& term :
-       Arr(pod, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")) {
+  for (const auto& term : q.pod_anti_affinity) {
     std::string key = term.value("topologyKey", "");
-    std::string value = Label(node, key);
+    const std::string& value = n.Label(key);
     if (value.empty()) {
       continue;
     }
-    for (const auto& other : all) {
-      if (Label(other.node, key) != value) {
+    for (const NodeInfo* other : all.nodes) {
+      if (other->Label(key) != value) {
         continue;
       }
-      for (const auto& pp : other.pod_list) {
-        const json& p = *pp;
-        if (PodMatchesTerm(p, term, pod)) {
+      for (const auto& [_, p] : other->pod_map) {
+        if (PodMatchesTerm(*p.pod, term, pod)) {
           return "node(s) didn't match pod anti-affinity rules";
         }
       }
     }
   }
   // Existing pods' anti-affinity against this pod.
-  for (const auto& other : all) {
-    for (const auto& pp : other.anti_affinity) {
-      const json& p = *pp;
-      for (const auto& term :
-           Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")) {
-        std::string key = term.value("topologyKey", "");
-        if (!Label(node, key).empty() && Label(node, key) == Label(other.node, key) &&
-            PodMatchesTerm(pod, term, p)) {
-          return "node(s) didn't satisfy existing pods anti-affinity rules";
+  if (all.anti_affinity_pods > 0) {
+    for (const NodeInfo* other : all.nodes) {
+      if (other->anti_affinity == 0) {
+        continue;
+      }
+      for (const auto& [_, p] : other->pod_map) {
+        if (!p.anti_affinity) {
+          continue;
+        }
+        for (const auto& term : Arr(*p.pod,
+                                    "spec.affinity.podAntiAffinity."
+                                    "requiredDuringSchedulingIgnoredDuringExecution")) {
+          std::string key = term.value("topologyKey", "");
+          if (!n.Label(key).empty() && n.Label(key) == other->Label(key) &&
+              PodMatchesTerm(pod, term, *p.pod)) {
+            return "node(s) didn't satisfy existing pods anti-affinity rules";
+          }
         }
       }
     }
   }
   // PodTopologySpread (DoNotSchedule).
-  for (const auto& c : Arr(pod, "spec.topologySpreadConstraints")) {
+  for (const auto& c : q.spread) {
     if (c.value("whenUnsatisfiable", "DoNotSchedule") != "DoNotSchedule") {
       continue;
     }
     std::string key = c.value("topologyKey", "");
-    if (Label(node, key).empty()) {
+    if (n.Label(key).empty()) {
       return "node(s) didn't match pod topology spread constraints (missing required label)";
     }
-    auto sel2 = api::LabelSelector::FromJson(c.value("labelSelector", json()));
+    auto sel = api::LabelSelector::FromJson(c.value("labelSelector", json()));
     std::map<std::string, int> counts;
-    for (const auto& other : all) {
-      std::string v = Label(other.node, key);
+    for (const NodeInfo* other : all.nodes) {
+      const std::string& v = other->Label(key);
       if (v.empty()) {
         continue;
       }
-      counts.emplace(v, 0);
-      for (const auto& pp : other.pod_list) {
-        const json& p = *pp;
-        if (GetString(p, "metadata.namespace") == GetString(pod, "metadata.namespace") &&
-            IsActive(p) && sel2.Matches(At(p, "metadata.labels"))) {
-          ++counts[v];
+      int& count = counts[v];
+      for (const auto& [_, p] : other->pod_map) {
+        if (GetString(*p.pod, "metadata.namespace") == q.ns && IsActive(*p.pod) &&
+            sel.Matches(At(*p.pod, "metadata.labels"))) {
+          ++count;
         }
       }
     }
@@ -354,19 +303,19 @@ std::string Filter(const json& pod, const NodeInfo& n, const std::vector<NodeInf
     for (auto& [_, cnt] : counts) {
       min = std::min(min, cnt);
     }
-    int self = sel2.Matches(At(pod, "metadata.labels")) ? 1 : 0;
-    if (counts[Label(node, key)] + self - min > c.value("maxSkew", 1)) {
+    int self = sel.Matches(At(pod, "metadata.labels")) ? 1 : 0;
+    if (counts[n.Label(key)] + self - min > c.value("maxSkew", 1)) {
       return "node(s) didn't match pod topology spread constraints";
     }
   }
   return "";
 }
 
-int64_t Score(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& all) {
-  Requests req = PodRequests(pod);
+int64_t Score(const PodQuery& q, const NodeInfo& n, const ClusterView& all) {
+  const json& node = *n.node;
   // Non-zero defaults as Kubernetes uses for scoring pods without requests.
-  int64_t cpu = n.req_cpu + (req.cpu ? req.cpu : 100);
-  int64_t mem = n.req_mem + (req.mem ? req.mem : 200LL * 1024 * 1024 * 1000);
+  int64_t cpu = n.req_cpu + (q.req.cpu ? q.req.cpu : 100);
+  int64_t mem = n.req_mem + (q.req.mem ? q.req.mem : 200LL * 1024 * 1024 * 1000);
   double cpu_frac = n.alloc_cpu ? std::min(1.0, double(cpu) / double(n.alloc_cpu)) : 1.0;
   double mem_frac = n.alloc_mem ? std::min(1.0, double(mem) / double(n.alloc_mem)) : 1.0;
   int64_t least = static_cast<int64_t>(((1 - cpu_frac) + (1 - mem_frac)) * 50);
@@ -374,52 +323,49 @@ int64_t Score(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& a
   int64_t score = least + balanced;
   // Spreading: fewer pods of the same controller on a node is better.
   if (n.same_owner >= 0) {
-    int max_same = 0;
-    for (const auto& other : all) {
-      max_same = std::max(max_same, other.same_owner);
-    }
-    score += max_same ? 100 * (max_same - n.same_owner) / max_same : 100;
+    score +=
+        all.max_same_owner ? 100 * (all.max_same_owner - n.same_owner) / all.max_same_owner : 100;
   }
   // Preferred node affinity.
-  for (const auto& p :
-       Arr(pod, "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")) {
-    if (MatchNodeSelectorTerm(p.value("preference", json::object()), n.node)) {
+  for (const auto& p : q.preferred_node_terms) {
+    if (MatchNodeSelectorTerm(p.value("preference", json::object()), node)) {
       score += p.value("weight", 0);
     }
   }
   // Taints with PreferNoSchedule count against a node.
-  for (const auto& t : Arr(n.node, "spec.taints")) {
-    if (t.value("effect", "") == "PreferNoSchedule" &&
-        !Tolerates(Arr(pod, "spec.tolerations"), t)) {
+  for (const auto& t : *n.taints) {
+    if (t.value("effect", "") == "PreferNoSchedule" && !Tolerates(q.tolerations, t)) {
       score -= 50;
     }
   }
   // Image locality.
-  for (const auto& c : Arr(pod, "spec.containers")) {
-    for (const auto& img : Arr(n.node, "status.images")) {
-      for (const auto& name : img.value("names", json::array())) {
-        if (name == c.value("image", "")) {
-          score += 10;
+  const json& images = *n.images;
+  if (!images.empty()) {
+    for (const auto& c : Arr(q.pod, "spec.containers")) {
+      for (const auto& img : images) {
+        for (const auto& name : img.value("names", json::array())) {
+          if (name == c.value("image", "")) {
+            score += 10;
+          }
         }
       }
     }
   }
   // ScheduleAnyway spread constraints: fewer matching pods in the domain is better.
-  for (const auto& c : Arr(pod, "spec.topologySpreadConstraints")) {
+  for (const auto& c : q.spread) {
     if (c.value("whenUnsatisfiable", "") != "ScheduleAnyway") {
       continue;
     }
     std::string key = c.value("topologyKey", "");
-    std::string v = Label(n.node, key);
+    const std::string& v = n.Label(key);
     auto sel = api::LabelSelector::FromJson(c.value("labelSelector", json()));
     int count = 0;
-    for (const auto& other : all) {
-      if (Label(other.node, key) != v) {
+    for (const NodeInfo* other : all.nodes) {
+      if (other->Label(key) != v) {
         continue;
       }
-      for (const auto& pp : other.pod_list) {
-        const json& p = *pp;
-        if (sel.Matches(At(p, "metadata.labels"))) {
+      for (const auto& [_, p] : other->pod_map) {
+        if (sel.Matches(At(*p.pod, "metadata.labels"))) {
           ++count;
         }
       }

@@ -29,6 +29,12 @@ bool Pending(const json& pod) {
          !Find(pod, "metadata.deletionTimestamp") && phase != "Succeeded" && phase != "Failed";
 }
 
+const json& Arr(const json& o, const char* path) {
+  static const json empty = json::array();
+  const json* v = Find(o, path);
+  return v && v->is_array() ? *v : empty;
+}
+
 bool Active(const json& pod) {
   std::string phase = GetString(pod, "status.phase");
   return phase != "Succeeded" && phase != "Failed";
@@ -48,10 +54,18 @@ class Scheduler {
         {[this](const client::Object& p) { PodAdded(p); },
          [this](const client::Object& o, const client::Object& p) { PodUpdated(o, p); },
          [this](const client::Object& p) { PodDeleted(p); }});
-    auto wake = [this](const client::Object&) { RetryUnschedulable(); };
-    nodes_->AddHandlers(
-        {wake, [this](const client::Object&, const client::Object&) { RetryUnschedulable(); },
-         wake});
+    nodes_->AddHandlers({[this](const client::Object& n) {
+                           cache_.SetNode(n);
+                           RetryUnschedulable();
+                         },
+                         [this](const client::Object&, const client::Object& n) {
+                           cache_.SetNode(n);
+                           RetryUnschedulable();
+                         },
+                         [this](const client::Object& n) {
+                           cache_.RemoveNode(GetString(*n, "metadata.name"));
+                           RetryUnschedulable();
+                         }});
     pvcs_->AddHandlers(
         {nullptr, [this](const client::Object&, const client::Object&) { RetryUnschedulable(); },
          nullptr});
@@ -122,11 +136,13 @@ class Scheduler {
   }
 
   void PodAdded(const client::Object& p) {
+    cache_.SetPod(p);
     if (Pending(*p)) {
       Queue(client::KeyOf(*p));
     }
   }
   void PodUpdated(const client::Object& old, const client::Object& p) {
+    cache_.SetPod(p);
     if (Pending(*p)) {
       Queue(client::KeyOf(*p));
     }
@@ -134,62 +150,10 @@ class Scheduler {
     if (!GetString(*p, "spec.nodeName").empty() && Active(*old) && !Active(*p)) {
       RetryUnschedulable();
     }
-    std::lock_guard lock(mu_);
-    assumed_.erase(GetString(*p, "metadata.uid"));
   }
   void PodDeleted(const client::Object& p) {
-    std::lock_guard lock(mu_);
-    assumed_.erase(GetString(*p, "metadata.uid"));
-    for (const auto& k : unschedulable_) {
-      if (queued_.insert(k).second) {
-        active_.push_back(k);
-      }
-    }
-    unschedulable_.clear();
-    cv_.notify_one();
-  }
-
-  // Builds the per-node view from the informer caches plus pods bound but not yet seen.
-  std::vector<NodeInfo> Snapshot() {
-    std::map<std::string, NodeInfo> infos;
-    for (const auto& n : nodes_->List()) {
-      NodeInfo ni;
-      ni.node = *n;
-      const json* alloc = Find(*n, "status.allocatable");
-      if (alloc) {
-        ni.alloc_cpu = api::QuantityMilli(alloc->value("cpu", json()));
-        ni.alloc_mem = api::QuantityMilli(alloc->value("memory", json()));
-        ni.alloc_pods = api::QuantityMilli(alloc->value("pods", json(110)));
-      }
-      infos[GetString(*n, "metadata.name")] = std::move(ni);
-    }
-    auto account = [&](const std::shared_ptr<const json>& pp) {
-      const json& p = *pp;
-      auto it = infos.find(GetString(p, "spec.nodeName"));
-      if (it == infos.end() || !Active(p)) {
-        return;
-      }
-      CountPod(it->second, pp);
-    };
-    for (const auto& p : pods_->List()) {
-      if (!GetString(*p, "spec.nodeName").empty()) {
-        account(p);
-      }
-    }
-    {
-      std::lock_guard lock(mu_);
-      for (const auto& [uid, p] : assumed_) {
-        if (auto cached = pods_->Get(client::KeyOf(p));
-            !cached || GetString(*cached, "spec.nodeName").empty()) {
-          account(std::make_shared<const json>(p));
-        }
-      }
-    }
-    std::vector<NodeInfo> out;
-    for (auto& [_, ni] : infos) {
-      out.push_back(std::move(ni));
-    }
-    return out;
+    cache_.RemovePod(*p);
+    RetryUnschedulable();
   }
 
   void ScheduleOne(const std::string& key) {
@@ -197,37 +161,15 @@ class Scheduler {
     if (!obj || !Pending(*obj)) {
       return;
     }
-    {
-      std::lock_guard lock(mu_);
-      if (assumed_.count(GetString(*obj, "metadata.uid"))) {
-        return;  // bound already; the informer has not caught up
-      }
-    }
     const json& pod = *obj;
-    // The cluster as of at most kSnapshotAge ago, plus every binding made
-    // since (applied below as it is made): rebuilding it from the caches for
-    // every pod would cost O(pods) each time.
-    auto now = std::chrono::steady_clock::now();
-    bool fresh = now - snapshot_at_ > kSnapshotAge || stale_.exchange(false);
-    if (fresh) {
-      snapshot_ = Snapshot();
-      snapshot_at_ = now;
-    }
-    std::vector<NodeInfo>& nodes = snapshot_;
-    std::vector<json> pvs, pvcs;
-    for (const auto& v : pvs_->List()) {
-      pvs.push_back(*v);
-    }
-    for (const auto& v : pvcs_->ListNamespace(GetString(pod, "metadata.namespace"))) {
-      pvcs.push_back(*v);
-    }
+    PodQuery q(pod);
     // A claim that is not bound yet keeps the pod waiting.
-    for (const auto& v : pod["spec"].value("volumes", json::array())) {
+    for (const auto& v : Arr(pod, "spec.volumes")) {
       std::string claim = GetString(v, "persistentVolumeClaim.claimName");
       if (claim.empty()) {
         continue;
       }
-      auto pvc = pvcs_->Get(GetString(pod, "metadata.namespace") + "/" + claim);
+      auto pvc = pvcs_->Get(q.ns + "/" + claim);
       if (!pvc) {
         Unschedulable(pod, "persistentvolumeclaim \"" + claim + "\" not found");
         return;
@@ -236,77 +178,81 @@ class Scheduler {
         Unschedulable(pod, "pod has unbound immediate PersistentVolumeClaims");
         return;
       }
+      if (auto pv = pvs_->Get(GetString(*pvc, "spec.volumeName"))) {
+        q.volumes.push_back(pv);
+      }
     }
+    std::string uid = GetString(pod, "metadata.uid");
     std::map<std::string, int> reasons;
-    std::vector<const NodeInfo*> feasible;
-    // As kube-scheduler does in large clusters, stop looking once enough
-    // nodes fit (percentageOfNodesToScore: 50% less 1% per 125 nodes, at
-    // least 5% and 100 nodes), starting where the last pod stopped so that
-    // every node gets its turn.
-    size_t want = nodes.size();
-    if (nodes.size() > 100) {
-      size_t percent = std::max<size_t>(5, 50 - std::min<size_t>(45, nodes.size() / 125));
-      want = std::max<size_t>(100, nodes.size() * percent / 100);
-    }
-    for (size_t i = 0; i < nodes.size() && feasible.size() < want; ++i) {
-      const NodeInfo& n = nodes[(next_node_ + i) % nodes.size()];
-      std::string why = Filter(pod, n, nodes, pvs, pvcs);
-      if (why.empty()) {
-        feasible.push_back(&n);
-      } else {
-        ++reasons[why];
+    std::string node;
+    size_t count = 0;
+    {
+      std::lock_guard lock(cache_.mu());
+      if (cache_.IsAssumed(uid)) {
+        return;  // bound already; the informer has not caught up
       }
-      if (feasible.size() == want || i + 1 == nodes.size()) {
-        next_node_ = (next_node_ + i + 1) % nodes.size();
+      ClusterView& all = cache_.View();
+      const auto& nodes = all.nodes;
+      count = nodes.size();
+      std::vector<const NodeInfo*> feasible;
+      // As kube-scheduler does in large clusters, stop looking once enough
+      // nodes fit (percentageOfNodesToScore: 50% less 1% per 125 nodes, at
+      // least 5% and 100 nodes), starting where the last pod stopped so that
+      // every node gets its turn.
+      size_t want = nodes.size();
+      if (nodes.size() > 100) {
+        size_t percent = std::max<size_t>(5, 50 - std::min<size_t>(45, nodes.size() / 125));
+        want = std::max<size_t>(100, nodes.size() * percent / 100);
+      }
+      for (size_t i = 0; i < nodes.size() && feasible.size() < want; ++i) {
+        const NodeInfo& n = *nodes[(next_node_ + i) % nodes.size()];
+        std::string why = Filter(q, n, all);
+        if (why.empty()) {
+          feasible.push_back(&n);
+        } else {
+          ++reasons[why];
+        }
+        if (feasible.size() == want || i + 1 == nodes.size()) {
+          next_node_ = (next_node_ + i + 1) % nodes.size();
+        }
+      }
+      if (!feasible.empty()) {
+        PrepareSpread(q, all);
+        int64_t best = INT64_MIN;
+        std::vector<const NodeInfo*> top;
+        for (const auto* n : feasible) {
+          int64_t s = Score(q, *n, all);
+          if (s > best) {
+            best = s;
+            top = {n};
+          } else if (s == best) {
+            top.push_back(n);
+          }
+        }
+        node = top[std::uniform_int_distribution<size_t>(0, top.size() - 1)(rng_)]->name;
+        auto assumed = std::make_shared<json>(pod);
+        (*assumed)["spec"]["nodeName"] = node;
+        cache_.Assume(std::move(assumed));
       }
     }
-    if (feasible.empty() && !fresh) {
-      // Judged on a view that may be behind: judge again on a new one.
-      snapshot_at_ = {};
-      ScheduleOne(key);
-      return;
-    }
-    if (feasible.empty()) {
-      std::string msg = "0/" + std::to_string(nodes.size()) + " nodes are available";
-      if (nodes.empty()) {
+    if (node.empty()) {
+      std::string msg = "0/" + std::to_string(count) + " nodes are available";
+      if (count == 0) {
         msg += ": no nodes available to schedule pods";
       } else {
         msg += ": ";
         bool first = true;
-        for (auto& [why, count] : reasons) {
-          msg += (first ? "" : ", ") + std::to_string(count) + " " + why;
+        for (auto& [why, n] : reasons) {
+          msg += (first ? "" : ", ") + std::to_string(n) + " " + why;
           first = false;
         }
-        msg += ". preemption: 0/" + std::to_string(nodes.size()) +
-               " nodes are available: " + std::to_string(nodes.size()) +
+        msg += ". preemption: 0/" + std::to_string(count) +
+               " nodes are available: " + std::to_string(count) +
                " Preemption is not helpful for scheduling.";
       }
       Unschedulable(pod, msg);
       return;
     }
-    PrepareSpread(pod, nodes);
-    int64_t best = INT64_MIN;
-    std::vector<const NodeInfo*> top;
-    for (const auto* n : feasible) {
-      int64_t s = Score(pod, *n, nodes);
-      if (s > best) {
-        best = s;
-        top = {n};
-      } else if (s == best) {
-        top.push_back(n);
-      }
-    }
-    const NodeInfo* chosen = top[std::uniform_int_distribution<size_t>(0, top.size() - 1)(rng_)];
-    std::string node = GetString(chosen->node, "metadata.name");
-    std::string ns = GetString(pod, "metadata.namespace");
-    std::string name = GetString(pod, "metadata.name");
-    json assumed = pod;
-    assumed["spec"]["nodeName"] = node;
-    {
-      std::lock_guard lock(mu_);
-      assumed_[GetString(pod, "metadata.uid")] = assumed;
-    }
-    CountPod(*const_cast<NodeInfo*>(chosen), std::make_shared<const json>(assumed));
     // The binding is written by a binder thread, as kube-scheduler's binding
     // cycle runs apart from scheduling: the next pod is scheduled meanwhile,
     // and concurrent bindings share the store's commits.
@@ -357,11 +303,7 @@ class Scheduler {
         if (const auto* api = dynamic_cast<const client::ApiError*>(&e)) {
           code = api->code;
         }
-        {
-          std::lock_guard lock(mu_);
-          assumed_.erase(uid);
-        }
-        stale_ = true;
+        cache_.Forget(uid);
         if (code != 404 && code != 409) {
           log::Warn("bind {} to {}: {}", job.key, job.node, e.what());
           Queue(job.key);
@@ -416,15 +358,9 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::string> active_;
   std::set<std::string> queued_, unschedulable_;
-  std::map<std::string, json> assumed_;  // uid -> pod with the node it was bound to
   std::mt19937 rng_{std::random_device{}()};
-  // The scheduling thread's view of the nodes (see ScheduleOne).
-  static constexpr std::chrono::milliseconds kSnapshotAge{250};
-  std::vector<NodeInfo> snapshot_;
-  std::chrono::steady_clock::time_point snapshot_at_{};
-  std::atomic<bool> stale_{false};
-  size_t next_node_ = 0;  // where the next pod's search for nodes starts  // a binding failed: the
-                          // view has a pod it should not
+  Cache cache_;
+  size_t next_node_ = 0;  // where the next pod's search for nodes starts
   std::mutex bind_mu_;
   std::condition_variable bind_cv_;
   std::deque<BindJob> bind_queue_;

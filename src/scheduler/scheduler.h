@@ -2,7 +2,8 @@
 // `minik scheduler`: picks a node for every pending pod and binds it there.
 //
 // It keeps its own cache of nodes and of what the pods on each node request
-// (filled by informers, updated as soon as it binds a pod), runs the filters
+// (cache.h: updated per informer event and as soon as it binds a pod), runs
+// the filters
 // (resources, nodeSelector and node affinity, taints and tolerations, host
 // ports, unschedulable nodes, pod affinity and anti-affinity, topology spread,
 // local volumes) and the scores (least allocated, balanced allocation,
@@ -17,47 +18,40 @@
 #include <vector>
 
 #include "common/json.h"
+#include "scheduler/cache.h"
 
 namespace minik::scheduler {
 
-// What the filters and scores see of one node.
-struct NodeInfo {
-  json node;
-  int64_t alloc_cpu = 0, alloc_mem = 0, alloc_pods = 0;  // milli-units
-  int64_t req_cpu = 0, req_mem = 0, pods = 0;
-  // Pods on the node (for affinity and spreading), shared with the informer cache.
-  std::vector<std::shared_ptr<const json>> pod_list;
-  std::vector<std::pair<std::string, int>> host_ports;  // protocol, port
-  // Of pod_list, kept as pods are counted (see CountPod), so that a scheduling
-  // cycle does not walk every pod of the cluster once per node: the pods with
-  // required anti-affinity terms, and the number of pods per controller uid.
-  std::vector<std::shared_ptr<const json>> anti_affinity;
-  std::map<std::string, int> owners;
-  // Pods of the scheduled pod's controller on this node (set per scheduling
-  // cycle by PrepareSpread; -1 when not prepared).
-  int same_owner = -1;
+// What the filters and scores look up in the pod being scheduled: found once
+// per scheduling cycle rather than once per node. Refers into `pod`.
+struct PodQuery {
+  explicit PodQuery(const json& pod);
+  const json& pod;
+  std::string ns;
+  Requests req;
+  HostPorts host_ports;
+  const json& tolerations;           // array
+  const json& node_selector;         // object, or null
+  const json& required_node_terms;   // nodeSelectorTerms, or null
+  const json& preferred_node_terms;  // array
+  const json& pod_affinity;          // required terms (array)
+  const json& pod_anti_affinity;     // required terms (array)
+  const json& spread;                // topologySpreadConstraints (array)
+  std::string owner;                 // the controller's uid
+  // The PersistentVolumes its claims are bound to (for their node affinity).
+  std::vector<std::shared_ptr<const json>> volumes;
 };
 
-// Counts, once per pod, the pods of its controller on every node, so that
-// scoring does not walk every pod once per node.
-void PrepareSpread(const json& pod, std::vector<NodeInfo>& nodes);
-// Adds a pod bound to the node to what `ni` counts.
-void CountPod(NodeInfo& ni, const std::shared_ptr<const json>& pod);
+// Sets every node's same_owner and the view's max_same_owner for the pod's
+// controller, once per cycle, so that scoring does not count per node.
+void PrepareSpread(const PodQuery& q, ClusterView& all);
 
-// The requests of a pod as the scheduler counts them: the sum over app
-// containers or the largest init container, whichever is larger, plus overhead.
-struct Requests {
-  int64_t cpu = 0, mem = 0;
-};
-Requests PodRequests(const json& pod);
-
-// Returns "" when `pod` fits `node`, else the reason (as Kubernetes words it,
-// e.g. "Insufficient cpu", "node(s) didn't match Pod's node affinity/selector").
-// `all` is every node, for topology constraints.
-std::string Filter(const json& pod, const NodeInfo& node, const std::vector<NodeInfo>& all,
-                   const std::vector<json>& pvs, const std::vector<json>& pvcs);
+// Returns "" when the pod fits the node, else the reason (as Kubernetes words
+// it, e.g. "Insufficient cpu", "node(s) didn't match Pod's node
+// affinity/selector"). `all` is every node, for topology constraints.
+std::string Filter(const PodQuery& q, const NodeInfo& node, const ClusterView& all);
 // Higher is better.
-int64_t Score(const json& pod, const NodeInfo& node, const std::vector<NodeInfo>& all);
+int64_t Score(const PodQuery& q, const NodeInfo& node, const ClusterView& all);
 
 struct SchedulerOptions {
   std::string server;

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 #include "api/quantity.h"
 #include "scheduler/scheduler.h"
 
@@ -15,12 +17,10 @@ NodeInfo MakeNode(const std::string& name, json labels = json::object(),
                   const std::string& mem = "8Gi") {
   NodeInfo n;
   labels["kubernetes.io/hostname"] = name;
-  n.node = {{"metadata", {{"name", name}, {"labels", labels}}},
-            {"spec", {{"taints", taints}}},
-            {"status", {{"allocatable", {{"cpu", cpu}, {"memory", mem}, {"pods", "110"}}}}}};
-  n.alloc_cpu = api::QuantityMilli(json(cpu));
-  n.alloc_mem = api::QuantityMilli(json(mem));
-  n.alloc_pods = 110000;
+  n.SetNode(std::make_shared<const json>(
+      json{{"metadata", {{"name", name}, {"labels", labels}}},
+           {"spec", {{"taints", taints}}},
+           {"status", {{"allocatable", {{"cpu", cpu}, {"memory", mem}, {"pods", "110"}}}}}}));
   return n;
 }
 
@@ -33,14 +33,36 @@ json MakePod(json spec = json::object(), json labels = {{"app", "web"}}) {
           {"status", {{"phase", "Pending"}}}};
 }
 
+int next_uid = 0;
+
 void Place(NodeInfo& n, json pod) {
-  pod["spec"]["nodeName"] = n.node["metadata"]["name"];
+  pod["metadata"]["uid"] = "uid-" + std::to_string(++next_uid);
+  pod["spec"]["nodeName"] = n.name;
   pod["status"]["phase"] = "Running";
-  CountPod(n, std::make_shared<const json>(pod));
+  n.AddPod(PodInfo(std::make_shared<const json>(pod)));
 }
 
-std::string Why(const json& pod, const NodeInfo& n, const std::vector<NodeInfo>& all) {
-  return Filter(pod, n, all, {}, {});
+ClusterView ViewOf(std::vector<NodeInfo>& nodes) {
+  ClusterView v;
+  for (auto& n : nodes) {
+    v.nodes.push_back(&n);
+    v.anti_affinity_pods += n.anti_affinity;
+  }
+  return v;
+}
+
+// Why `pod` does not fit `n` among `all` ("" when it fits).
+std::string Why(const json& pod, const NodeInfo& n, std::vector<NodeInfo> all) {
+  ClusterView v = ViewOf(all);
+  return Filter(PodQuery(pod), n, v);
+}
+
+NodeInfo WithNode(const NodeInfo& n, const std::function<void(json&)>& edit) {
+  json node = *n.node;
+  edit(node);
+  NodeInfo out = n;
+  out.SetNode(std::make_shared<const json>(node));
+  return out;
 }
 
 }  // namespace
@@ -100,8 +122,7 @@ TEST_CASE("scheduler: node selector, affinity, taints, unschedulable, host ports
   json exists = MakePod({{"tolerations", {{{"operator", "Exists"}}}}});
   CHECK(Why(exists, tainted, {tainted}) == "");
 
-  NodeInfo cordoned = MakeNode("c");
-  cordoned.node["spec"]["unschedulable"] = true;
+  NodeInfo cordoned = WithNode(MakeNode("c"), [](json& n) { n["spec"]["unschedulable"] = true; });
   CHECK(Why(MakePod(), cordoned, {cordoned}) == "node(s) were unschedulable");
 
   json hp =
@@ -152,13 +173,36 @@ TEST_CASE("scheduler: scores prefer emptier nodes and spread a controller's pods
   owned["metadata"]["ownerReferences"] = {{{"uid", "rs-1"}, {"controller", true}}};
   Place(a, owned);
   std::vector<NodeInfo> all{a, b};
-  PrepareSpread(owned, all);
-  CHECK(Score(owned, all[1], all) > Score(owned, all[0], all));
+  ClusterView view = ViewOf(all);
+  PodQuery q(owned);
+  PrepareSpread(q, view);
+  CHECK(view.max_same_owner == 1);
+  CHECK(Score(q, all[1], view) > Score(q, all[0], view));
   json heavy =
       MakePod({{"containers", {{{"name", "c"}, {"resources", {{"requests", {{"cpu", "2"}}}}}}}}});
   NodeInfo c = MakeNode("c");
   NodeInfo d = MakeNode("d");
   Place(c, heavy);
   std::vector<NodeInfo> two{c, d};
-  CHECK(Score(MakePod(), two[1], two) > Score(MakePod(), two[0], two));
+  ClusterView v2 = ViewOf(two);
+  json plain = MakePod();
+  PodQuery pq(plain);
+  PrepareSpread(pq, v2);
+  CHECK(Score(pq, two[1], v2) > Score(pq, two[0], v2));
+}
+
+TEST_CASE("scheduler: existing pods' anti-affinity keeps matching pods away", "[scheduler]") {
+  NodeInfo a = MakeNode("a");
+  NodeInfo b = MakeNode("b");
+  Place(a, MakePod({{"affinity",
+                     {{"podAntiAffinity",
+                       {{"requiredDuringSchedulingIgnoredDuringExecution",
+                         {{{"labelSelector", {{"matchLabels", {{"app", "web"}}}}},
+                           {"topologyKey", "kubernetes.io/hostname"}}}}}}}}},
+                   {{"app", "lonely"}}));
+  CHECK(a.anti_affinity == 1);
+  json web = MakePod();  // labelled app=web
+  CHECK(Why(web, a, {a, b}) == "node(s) didn't satisfy existing pods anti-affinity rules");
+  CHECK(Why(web, b, {a, b}) == "");
+  CHECK(Why(MakePod({}, {{"app", "other"}}), a, {a, b}) == "");
 }
