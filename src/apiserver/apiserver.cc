@@ -969,6 +969,7 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
     const json* labels = Find(obj, "metadata.labels");
     return lr.labels.Matches(labels ? *labels : json()) && lr.fields.Matches(obj);
   };
+  bool everything = lr.labels.empty() && !lr.labels.nothing() && lr.fields.empty();
   std::string prefix = r.key_prefix(ns);
   auto queue = std::make_shared<WatchQueue>();
   std::unique_ptr<store::Watch> watch;
@@ -1051,24 +1052,36 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
     }
     std::string out;
     for (const auto& e : events) {
-      json cur = RestStorage::Decode(e.kv);
       last_rv = e.kv.mod_revision;
-      bool now = e.type == store::Event::Type::kPut && matches(cur);
-      bool before = false;
-      if (e.prev) {
-        json prev = RestStorage::Decode(*e.prev);
-        before = matches(prev);
+      const char* type = nullptr;
+      std::optional<json> cur;
+      if (everything) {
+        // Every object matches: which event it is follows from the store's alone.
+        type = e.type == store::Event::Type::kDelete ? (e.prev ? "DELETED" : nullptr)
+               : e.prev                              ? "MODIFIED"
+                                                     : "ADDED";
+      } else {
+        cur = RestStorage::Decode(e.kv);
+        bool now = e.type == store::Event::Type::kPut && matches(*cur);
+        bool before = e.prev && matches(RestStorage::Decode(*e.prev));
+        type = e.type == store::Event::Type::kDelete ? (before ? "DELETED" : nullptr)
+               : now && before                       ? "MODIFIED"
+               : now                                 ? "ADDED"
+               : before                              ? "DELETED"
+                                                     : nullptr;
       }
-      if (e.type == store::Event::Type::kDelete) {
-        if (before) {
-          out += render("DELETED", cur);
-        }
-      } else if (now && before) {
-        out += render("MODIFIED", cur);
-      } else if (now) {
-        out += render("ADDED", cur);
-      } else if (before) {
-        out += render("DELETED", cur);
+      if (!type) {
+        continue;
+      }
+      if (neg.table) {
+        out += render(type, cur ? *cur : RestStorage::Decode(e.kv));
+      } else {
+        // The object's text is shared by every watch of it.
+        out += "{\"type\":\"";
+        out += type;
+        out += "\",\"object\":";
+        out += *encoded_.Get(e.kv);
+        out += "}\n";
       }
     }
     if (bookmarks && std::chrono::steady_clock::now() > next_bookmark) {

@@ -62,6 +62,7 @@ class ApiServer {
   const api::TypeTable& types_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<RestStorage> storage_;
+  EncodedObjects encoded_;  // for watches
   std::unique_ptr<ServiceAccountTokens> tokens_;
   std::unique_ptr<http::Server> server_;
   std::atomic<bool> ready_{false};

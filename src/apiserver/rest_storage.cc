@@ -108,6 +108,26 @@ json RestStorage::Decode(const store::KeyValue& kv) {
   return obj;
 }
 
+std::shared_ptr<const std::string> EncodedObjects::Get(const store::KeyValue& kv) {
+  std::string id = std::to_string(kv.mod_revision) + "/" + kv.key;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = map_.find(id); it != map_.end()) {
+      return it->second;
+    }
+  }
+  auto text = std::make_shared<const std::string>(RestStorage::Decode(kv).dump());
+  std::lock_guard lock(mu_);
+  if (map_.emplace(id, text).second) {
+    order_.push_back(std::move(id));
+    if (order_.size() > kMax) {
+      map_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+  return text;
+}
+
 json RestStorage::Read(const ResourceInfo& r, const std::string& ns, const std::string& name,
                        int64_t* revision) const {
   try {

@@ -4,8 +4,12 @@
 // validation and the status subresource, over the Store seam. Objects are
 // stored as JSON without resourceVersion, which is the store's revision.
 
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "api/resources.h"
 #include "api/selectors.h"
@@ -80,6 +84,20 @@ class RestStorage {
   store::Store& store_;
   const api::ResourceRegistry& registry_;
   const api::TypeTable& types_;
+};
+
+// The JSON text of stored objects as clients see them (with their
+// resourceVersion), encoded once per revision and shared by every watch that
+// sends it: N watchers of pods cost one decode and one encode per change, not N.
+class EncodedObjects {
+ public:
+  std::shared_ptr<const std::string> Get(const store::KeyValue& kv);
+
+ private:
+  static constexpr size_t kMax = 4096;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> map_;  // "rev/key"
+  std::deque<std::string> order_;                                            // oldest first
 };
 
 // Encodes a continue token for a list at `revision` after `key`.

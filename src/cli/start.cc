@@ -19,7 +19,7 @@ namespace {
 // "kubelet.eviction-hard=memory.available<1Gi": a known component and one of its flags.
 void CheckExtraConfig(CLI::App& app, const std::string& e) {
   static const char* kComponents[] = {
-      "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"};
+      "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns", "hollow-nodes"};
   auto dot = e.find('.'), eq = e.find('=');
   std::string component = e.substr(0, dot);
   if (dot == std::string::npos || eq == std::string::npos || eq < dot + 2) {
@@ -28,8 +28,10 @@ void CheckExtraConfig(CLI::App& app, const std::string& e) {
   }
   if (std::find(std::begin(kComponents), std::end(kComponents), component) ==
       std::end(kComponents)) {
-    throw Exit{2, "--extra-config " + e + ": unknown component \"" + component +
-                      "\" (apiserver, controller-manager, scheduler, kubelet, proxy or dns)"};
+    throw Exit{
+        2,
+        "--extra-config " + e + ": unknown component \"" + component +
+            "\" (apiserver, controller-manager, scheduler, kubelet, proxy, dns or hollow-nodes)"};
   }
   std::string flag = "--" + e.substr(dot + 1, eq - dot - 1);
   if (!app.get_subcommand(component)->get_option_no_throw(flag)) {
@@ -65,10 +67,11 @@ void AddStart(CLI::App& app, GlobalFlags& g) {
                 "Leave what a failed start created in place, for debugging");
   cmd->add_option("--wait", o->wait_seconds, "Seconds to wait for the API server")
       ->capture_default_str();
-  cmd->add_option("--extra-config", o->extra_config,
-                  "A flag for a component, as minikube takes them: COMPONENT.FLAG=VALUE, e.g. "
-                  "kubelet.eviction-hard=memory.available<1Gi (components: apiserver, "
-                  "controller-manager, scheduler, kubelet, proxy, dns); kept in the profile");
+  cmd->add_option(
+      "--extra-config", o->extra_config,
+      "A flag for a component, as minikube takes them: COMPONENT.FLAG=VALUE, e.g. "
+      "kubelet.eviction-hard=memory.available<1Gi (components: apiserver, "
+      "controller-manager, scheduler, kubelet, proxy, dns, hollow-nodes); kept in the profile");
   cmd->callback([&app, &g, o] {
     CheckProfileName(g.profile);
     for (const auto& e : o->extra_config) {

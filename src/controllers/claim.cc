@@ -5,13 +5,13 @@
 
 namespace minik::controllers {
 
-std::vector<json> ClaimObjects(client::Client& c, const client::Informer& informer,
-                               const json& owner, bool deleting) {
+std::vector<client::Object> ClaimShared(client::Client& c, const client::Informer& informer,
+                                        const json& owner, bool deleting) {
   std::string ns = GetString(owner, "metadata.namespace");
   std::string uid = GetString(owner, "metadata.uid");
   const json* sel = Find(owner, "spec.selector");
   api::LabelSelector selector = api::LabelSelector::FromJson(sel ? *sel : json());
-  std::vector<json> out;
+  std::vector<client::Object> out;
   const client::ResourcePath& rp = informer.resource();
   for (const auto& obj : informer.ListNamespace(ns)) {
     const json* labels = Find(*obj, "metadata.labels");
@@ -20,7 +20,7 @@ std::vector<json> ClaimObjects(client::Client& c, const client::Informer& inform
     std::string path = rp.Item(ns, GetString(*obj, "metadata.name"));
     if (ref && ref->value("uid", "") == uid) {
       if (matches || deleting) {
-        out.push_back(*obj);
+        out.push_back(obj);
         continue;
       }
       // Release: it no longer matches our selector.
@@ -55,10 +55,19 @@ std::vector<json> ClaimObjects(client::Client& c, const client::Informer& inform
                           {{"ownerReferences", refs},
                            {"uid", GetString(*obj, "metadata.uid")},
                            {"resourceVersion", GetString(*obj, "metadata.resourceVersion")}}}});
-      out.push_back(adopted);
+      out.push_back(std::make_shared<const json>(std::move(adopted)));
     } catch (const client::ApiError& e) {
       log::Debug("adopt {}: {}", path, e.what());
     }
+  }
+  return out;
+}
+
+std::vector<json> ClaimObjects(client::Client& c, const client::Informer& informer,
+                               const json& owner, bool deleting) {
+  std::vector<json> out;
+  for (const auto& o : ClaimShared(c, informer, owner, deleting)) {
+    out.push_back(*o);
   }
   return out;
 }

@@ -409,7 +409,8 @@ class DaemonSetController : public QueueController {
   // ClaimPods does); finished pods already being deleted are left out.
   NodePods NodeToPods(const json& ds) {
     NodePods out;
-    for (auto& pod : ClaimPods(*ctx_.client, *pods_, ds, false)) {
+    for (auto& pp : ClaimPods(*ctx_.client, *pods_, ds, false)) {
+      const json& pod = *pp;
       std::string phase = GetString(pod, "status.phase");
       if ((phase == "Succeeded" || phase == "Failed") && IsPodTerminating(pod)) {
         continue;
@@ -463,7 +464,8 @@ class DaemonSetController : public QueueController {
   void DedupRevision(const json& ds, const json& dup, const std::string& keep_hash) {
     std::string ns = GetString(ds, "metadata.namespace");
     std::string dup_hash = Label(dup, kHashLabel);
-    for (const auto& pod : ClaimPods(*ctx_.client, *pods_, ds, false)) {
+    for (const auto& pp : ClaimPods(*ctx_.client, *pods_, ds, false)) {
+      const json& pod = *pp;
       if (Label(pod, kHashLabel) == dup_hash) {
         ctx_.client->Patch(client::resources::kPods.Item(ns, GetString(pod, "metadata.name")),
                            {{"metadata", {{"labels", {{kHashLabel, keep_hash}}}}}});

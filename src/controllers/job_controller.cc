@@ -349,7 +349,7 @@ class JobController : public QueueController {
     // Check expectations before listing pods, so a pod created meanwhile is
     // either seen in the list or makes the expectations unsatisfied.
     bool satisfied = expectations_.Satisfied(key);
-    std::vector<json> pods = ClaimPods(*ctx_.client, *pods_, job, deleting);
+    std::vector<json> pods = ClaimObjects(*ctx_.client, *pods_, job, deleting);
 
     PodCounts counts;
     int64_t succeeded_pods = 0, failed_pods = 0;

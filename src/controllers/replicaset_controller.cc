@@ -4,6 +4,9 @@
 // fail, and writes status (replicas, ready, available, observedGeneration).
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include "api/selectors.h"
 #include "client/events.h"
@@ -103,25 +106,31 @@ class ReplicaSetController : public QueueController {
     std::string ns = GetString(rs, "metadata.namespace");
     std::string uid = GetString(rs, "metadata.uid");
     bool deleting = Find(rs, "metadata.deletionTimestamp") != nullptr;
-    std::vector<json> owned = ClaimPods(*ctx_.client, *pods_, rs, deleting);
-    std::vector<json> active;
+    // Expectations before the pods: a pod observed in between is then either
+    // in the list or keeps the expectations unmet (never neither, which would
+    // create one too many).
+    bool satisfied = expectations_.Satisfied(key);
+    std::vector<client::Object> owned = ClaimPods(*ctx_.client, *pods_, rs, deleting);
+    std::vector<client::Object> active;
     for (auto& p : owned) {
-      if (IsPodActive(p)) {
+      if (IsPodActive(*p)) {
         active.push_back(p);
       }
     }
     int64_t want = IntAt(rs, "spec.replicas", 1);
     std::string failure;
-    if (!deleting && expectations_.Satisfied(key)) {
+    if (!deleting && satisfied) {
       int64_t diff = static_cast<int64_t>(active.size()) - want;
       if (diff < 0) {
         failure = CreatePods(rs, key, -diff);
       } else if (diff > 0) {
-        std::sort(active.begin(), active.end(), DeleteFirst);
+        std::sort(
+            active.begin(), active.end(),
+            [](const client::Object& a, const client::Object& b) { return DeleteFirst(*a, *b); });
         int n = static_cast<int>(diff);
         expectations_.Expect(key, 0, n);
         for (int i = 0; i < n; ++i) {
-          std::string name = GetString(active[static_cast<size_t>(i)], "metadata.name");
+          std::string name = GetString(*active[static_cast<size_t>(i)], "metadata.name");
           try {
             ctx_.client->Delete("/api/v1/namespaces/" + ns + "/pods/" + name);
             ctx_.events->Event(rs, "Normal", "SuccessfulDelete", "Deleted pod: " + name);
@@ -137,43 +146,72 @@ class ReplicaSetController : public QueueController {
     UpdateStatus(rs, owned, failure);
   }
 
-  // Creates `n` pods in batches that double (1, 2, 4, ...) and stop at the first failure.
+  // Creates `n` pods in batches that double (1, 2, 4, ...), the pods of a
+  // batch at once, and stops at the first failure (kube's slow start: a
+  // template the API server refuses costs one request, not n).
   std::string CreatePods(const json& rs, const std::string& key, int64_t n) {
     std::string ns = GetString(rs, "metadata.namespace");
     std::string generate = GetString(rs, "metadata.name") + "-";
     expectations_.Expect(key, static_cast<int>(n), 0);
+    std::mutex mu;
+    std::string failure;
+    std::atomic<int64_t> created{0};
     int64_t done = 0;
-    for (int64_t batch = 1; done < n; batch = std::min(batch * 2, n - done)) {
+    for (int64_t batch = 1; done < n && failure.empty(); batch *= 2) {
       batch = std::min(batch, n - done);
-      for (int64_t i = 0; i < batch; ++i) {
-        json pod = PodFromTemplate(*Find(rs, "spec.template"), rs, generate);
-        try {
-          json created = ctx_.client->Post("/api/v1/namespaces/" + ns + "/pods", pod);
-          ctx_.events->Event(rs, "Normal", "SuccessfulCreate",
-                             "Created pod: " + GetString(created, "metadata.name"));
-        } catch (const client::ApiError& e) {
-          // What was not created will not be observed.
-          for (int64_t k = done + i; k < n; ++k) {
-            expectations_.CreationObserved(key);
+      std::atomic<int64_t> next{0};
+      auto work = [&] {
+        while (next++ < batch) {
+          {
+            std::lock_guard lock(mu);
+            if (!failure.empty()) {
+              return;
+            }
           }
-          std::string msg = e.what();
-          ctx_.events->Event(rs, "Warning", "FailedCreate", "Error creating: " + msg);
-          return msg;
+          json pod = PodFromTemplate(*Find(rs, "spec.template"), rs, generate);
+          try {
+            json made = ctx_.client->Post("/api/v1/namespaces/" + ns + "/pods", pod);
+            ++created;
+            ctx_.events->Event(rs, "Normal", "SuccessfulCreate",
+                               "Created pod: " + GetString(made, "metadata.name"));
+          } catch (const client::ApiError& e) {
+            std::lock_guard lock(mu);
+            if (failure.empty()) {
+              failure = e.what();
+            }
+          }
         }
+      };
+      std::vector<std::thread> helpers;
+      for (int64_t i = 1; i < std::min<int64_t>(batch, kCreateParallelism); ++i) {
+        helpers.emplace_back(work);
+      }
+      work();
+      for (auto& t : helpers) {
+        t.join();
       }
       done += batch;
     }
-    return "";
+    if (!failure.empty()) {
+      // What was not created will not be observed.
+      for (int64_t k = created; k < n; ++k) {
+        expectations_.CreationObserved(key);
+      }
+      ctx_.events->Event(rs, "Warning", "FailedCreate", "Error creating: " + failure);
+    }
+    return failure;
   }
 
-  void UpdateStatus(const json& rs, const std::vector<json>& owned, const std::string& failure) {
+  void UpdateStatus(const json& rs, const std::vector<client::Object>& owned,
+                    const std::string& failure) {
     int64_t replicas = 0, labeled = 0, ready = 0, available = 0;
     int64_t min_ready = IntAt(rs, "spec.minReadySeconds");
     SystemTime now = Now();
     const json* tmpl_labels = Find(rs, "spec.template.metadata.labels");
     api::LabelSelector tl = api::LabelSelector::FromMap(tmpl_labels ? *tmpl_labels : json());
     bool waiting_for_available = false;
-    for (const auto& p : owned) {
+    for (const auto& pp : owned) {
+      const json& p = *pp;
       if (!IsPodActive(p)) {
         continue;
       }
@@ -239,6 +277,7 @@ class ReplicaSetController : public QueueController {
     }
   }
 
+  static constexpr int64_t kCreateParallelism = 16;
   std::shared_ptr<client::Informer> sets_, pods_;
   Expectations expectations_;
 };

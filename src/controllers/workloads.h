@@ -13,12 +13,15 @@ namespace minik::controllers {
 // The objects of `informer` in `owner`'s namespace that `owner` controls,
 // after adopting orphans its selector matches and releasing those it no
 // longer matches (patching their ownerReferences). When `deleting`, nothing
-// is adopted.
+// is adopted. The objects are the informer's (or the adopted ones), not copies.
+std::vector<client::Object> ClaimShared(client::Client& c, const client::Informer& informer,
+                                        const json& owner, bool deleting);
+// As ClaimShared, as copies the caller may change.
 std::vector<json> ClaimObjects(client::Client& c, const client::Informer& informer,
                                const json& owner, bool deleting);
-inline std::vector<json> ClaimPods(client::Client& c, const client::Informer& pods,
-                                   const json& owner, bool deleting) {
-  return ClaimObjects(c, pods, owner, deleting);
+inline std::vector<client::Object> ClaimPods(client::Client& c, const client::Informer& pods,
+                                             const json& owner, bool deleting) {
+  return ClaimShared(c, pods, owner, deleting);
 }
 
 std::unique_ptr<Controller> NewReplicaSetController(Context ctx);

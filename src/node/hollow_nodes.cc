@@ -1,5 +1,6 @@
 #include "node/hollow_nodes.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 
 #include <map>
@@ -21,6 +22,14 @@ class HollowNodes {
  public:
   HollowNodes(const HollowOptions& o, std::shared_ptr<client::Client> c)
       : o_(o), client_(c), events_(std::make_shared<client::EventRecorder>(c, "kubelet")) {
+    if (o.first_index < 0 ||
+        static_cast<uint64_t>(o.first_index + o.count) * block_ > kPodRangeSize) {
+      throw std::runtime_error("--count " + std::to_string(o.count) + " nodes from index " +
+                               std::to_string(o.first_index) + " with --pods " + o_.pods +
+                               " do not fit the hollow nodes' pod range 10.64.0.0/11 (" +
+                               std::to_string(kPodRangeSize / block_) +
+                               " nodes of this size): ask for fewer");
+    }
     for (int i = 0; i < o.count; ++i) {
       int index = o.first_index + i;
       names_[o.name_prefix + std::to_string(index)] = index;
@@ -71,8 +80,27 @@ class HollowNodes {
   }
 
  private:
-  std::string PodCidrBase(int index) const {
-    return "10.244." + std::to_string(100 + (index % 150)) + ".";
+  // Pod CIDRs: node i gets the i-th block of 10.64.0.0/11 (below the
+  // service CIDR 10.96.0.0/12), a /24 or larger when its pod capacity needs.
+  static constexpr uint32_t kPodRange = (10u << 24) | (64u << 16), kPodRangeSize = 1u << 21;
+  uint32_t BlockSize() const {
+    uint32_t size = 256;
+    while (size < static_cast<uint32_t>(std::max(0, std::atoi(o_.pods.c_str()))) + 2) {
+      size *= 2;
+    }
+    return size;
+  }
+  static std::string Dotted(uint32_t a) {
+    return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
+           std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255);
+  }
+  uint32_t PodBlock(int index) const { return kPodRange + static_cast<uint32_t>(index) * block_; }
+  std::string PodCidr(int index) const {
+    int prefix = 32;
+    for (uint32_t s = block_; s > 1; s /= 2) {
+      --prefix;
+    }
+    return Dotted(PodBlock(index)) + "/" + std::to_string(prefix);
   }
 
   void Register(const std::string& name, int index) {
@@ -93,42 +121,40 @@ class HollowNodes {
     add("Ready", "True", "KubeletReady", "kubelet is posting ready status");
     json resources = {
         {"cpu", o_.cpu}, {"memory", o_.memory}, {"pods", o_.pods}, {"ephemeral-storage", "100Gi"}};
-    json node = {
-        {"apiVersion", "v1"},
-        {"kind", "Node"},
-        {"metadata",
-         {{"name", name},
-          {"labels",
-           {{"kubernetes.io/hostname", name},
-            {"kubernetes.io/os", "linux"},
-            {"kubernetes.io/arch", "amd64"},
-            {"beta.kubernetes.io/os", "linux"},
-            {"beta.kubernetes.io/arch", "amd64"},
-            {"type", "hollow"}}},
-          {"annotations", {{"node.alpha.kubernetes.io/ttl", "0"}}}}},
-        {"spec",
-         {{"podCIDR", PodCidrBase(index) + "0/24"}, {"podCIDRs", {PodCidrBase(index) + "0/24"}}}},
-        {"status",
-         {{"capacity", resources},
-          {"allocatable", resources},
-          {"conditions", cond},
-          {"addresses",
-           {{{"type", "InternalIP"},
-             {"address",
-              "10.240." + std::to_string(index / 250) + "." + std::to_string(index % 250 + 2)}},
-            {{"type", "Hostname"}, {"address", name}}}},
-          {"daemonEndpoints", {{"kubeletEndpoint", {{"Port", 10250}}}}},
-          {"nodeInfo",
-           {{"machineID", name},
-            {"systemUUID", name},
-            {"bootID", NewUid()},
-            {"kernelVersion", "hollow"},
-            {"osImage", "minik hollow node"},
-            {"containerRuntimeVersion", "hollow://0.1.0"},
-            {"kubeletVersion", "v1.32.0"},
-            {"kubeProxyVersion", "v1.32.0"},
-            {"operatingSystem", "linux"},
-            {"architecture", "amd64"}}}}}};
+    json node = {{"apiVersion", "v1"},
+                 {"kind", "Node"},
+                 {"metadata",
+                  {{"name", name},
+                   {"labels",
+                    {{"kubernetes.io/hostname", name},
+                     {"kubernetes.io/os", "linux"},
+                     {"kubernetes.io/arch", "amd64"},
+                     {"beta.kubernetes.io/os", "linux"},
+                     {"beta.kubernetes.io/arch", "amd64"},
+                     {"type", "hollow"}}},
+                   {"annotations", {{"node.alpha.kubernetes.io/ttl", "0"}}}}},
+                 {"spec", {{"podCIDR", PodCidr(index)}, {"podCIDRs", {PodCidr(index)}}}},
+                 {"status",
+                  {{"capacity", resources},
+                   {"allocatable", resources},
+                   {"conditions", cond},
+                   {"addresses",
+                    {{{"type", "InternalIP"},
+                      {"address", "10.240." + std::to_string(index / 250) + "." +
+                                      std::to_string(index % 250 + 2)}},
+                     {{"type", "Hostname"}, {"address", name}}}},
+                   {"daemonEndpoints", {{"kubeletEndpoint", {{"Port", 10250}}}}},
+                   {"nodeInfo",
+                    {{"machineID", name},
+                     {"systemUUID", name},
+                     {"bootID", NewUid()},
+                     {"kernelVersion", "hollow"},
+                     {"osImage", "minik hollow node"},
+                     {"containerRuntimeVersion", "hollow://0.1.0"},
+                     {"kubeletVersion", "v1.32.0"},
+                     {"kubeProxyVersion", "v1.32.0"},
+                     {"operatingSystem", "linux"},
+                     {"architecture", "amd64"}}}}}};
     try {
       client_->Post("/api/v1/nodes", node);
       log::Info("registered node {}", name);
@@ -177,14 +203,33 @@ class HollowNodes {
   bool Ours(const json& pod) const { return names_.count(GetString(pod, "spec.nodeName")) > 0; }
 
   void Changed(const json& pod) {
-    if (Ours(pod)) {
-      queue_.Add(client::KeyOf(pod));
+    if (!Ours(pod)) {
+      return;
     }
+    // Addresses given before a restart stay taken.
+    std::string node = GetString(pod, "spec.nodeName");
+    in_addr ip{};
+    if (inet_pton(AF_INET, GetString(pod, "status.podIP").c_str(), &ip) == 1) {
+      uint32_t block = PodBlock(names_.at(node)), a = ntohl(ip.s_addr);
+      if (a > block && a < block + block_) {
+        std::lock_guard lock(mu_);
+        std::string uid = GetString(pod, "metadata.uid");
+        if (!ips_.count(uid)) {
+          ips_[uid] = {node, a - block};
+          used_[node].insert(a - block);
+        }
+      }
+    }
+    queue_.Add(client::KeyOf(pod));
   }
 
   void Forget(const json& pod) {
     std::lock_guard lock(mu_);
-    ips_.erase(GetString(pod, "metadata.uid"));
+    auto it = ips_.find(GetString(pod, "metadata.uid"));
+    if (it != ips_.end()) {
+      used_[it->second.node].erase(it->second.host);
+      ips_.erase(it);
+    }
   }
 
   void Work() {
@@ -199,32 +244,25 @@ class HollowNodes {
     }
   }
 
+  // The pod's address in its node's pod CIDR: the lowest one free there
+  // (the first is the node's own, the last the broadcast address).
   std::string AllocateIp(const json& pod) {
     std::lock_guard lock(mu_);
     std::string uid = GetString(pod, "metadata.uid");
-    auto it = ips_.find(uid);
-    if (it != ips_.end()) {
-      return it->second;
+    std::string node = GetString(pod, "spec.nodeName");
+    uint32_t block = PodBlock(names_.at(node));
+    if (auto it = ips_.find(uid); it != ips_.end()) {
+      return Dotted(block + it->second.host);
     }
-    int index = names_.at(GetString(pod, "spec.nodeName"));
-    std::set<std::string> used;
-    for (const auto& p : pods_->List()) {
-      std::string ip = GetString(*p, "status.podIP");
-      if (!ip.empty()) {
-        used.insert(ip);
+    std::set<uint32_t>& used = used_[node];
+    for (uint32_t host = 2; host + 1 < block_; ++host) {
+      if (!used.count(host)) {
+        used.insert(host);
+        ips_[uid] = {node, host};
+        return Dotted(block + host);
       }
     }
-    for (const auto& [_, ip] : ips_) {
-      used.insert(ip);
-    }
-    for (int host = 2; host < 255; ++host) {
-      std::string ip = PodCidrBase(index) + std::to_string(host);
-      if (!used.count(ip)) {
-        ips_[uid] = ip;
-        return ip;
-      }
-    }
-    throw std::runtime_error("no pod IP left on node " + GetString(pod, "spec.nodeName"));
+    throw std::runtime_error("no pod IP left on node " + node);
   }
 
   void Sync(const std::string& key) {
@@ -354,7 +392,13 @@ class HollowNodes {
   std::shared_ptr<client::Informer> pods_;
   client::WorkQueue queue_;
   std::mutex mu_;
-  std::map<std::string, std::string> ips_;
+  uint32_t block_ = BlockSize();  // addresses per node
+  struct Address {
+    std::string node;
+    uint32_t host = 0;  // offset in the node's block
+  };
+  std::map<std::string, Address> ips_;              // pod uid -> its address
+  std::map<std::string, std::set<uint32_t>> used_;  // node -> offsets taken
 };
 
 }  // namespace
@@ -365,7 +409,14 @@ int RunHollowNodes(const HollowOptions& opts) {
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "hollow-nodes"));
   std::atomic<bool> stop{false};
-  HollowNodes h(opts, c);
+  std::unique_ptr<HollowNodes> made;
+  try {
+    made = std::make_unique<HollowNodes>(opts, c);
+  } catch (const std::exception& e) {
+    log::Error("{}", e.what());
+    return 2;
+  }
+  HollowNodes& h = *made;
   std::thread runner([&] {
     try {
       h.Run(stop);

@@ -3,9 +3,12 @@
 start --hollow-nodes N --no-kubelet`, as kwok does): no containers run, so
 this measures the control plane alone.
 
-- Scheduling throughput: P pods created at once; pods bound per second, from
-  the first binding to the last (and from the first create to the last
-  binding), watched through the API.
+- Scheduling while pods come: P pods created at once by 16 client threads;
+  pods bound per second, from the first binding to the last (and from the
+  first create to the last binding), watched through the API.
+- The scheduler's own throughput: P pods waiting before the scheduler may
+  work (the bench holds its leader Lease, then releases it); pods bound per
+  second from the first binding to the last.
 - A Deployment of P replicas: from its create until all P pods are Running
   and the Deployment reports them available.
 - The memory of every minik process at that point.
@@ -16,6 +19,7 @@ Usage: test/bench/scheduler.py [--nodes 1000] [--pods 10000]
 """
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -101,39 +105,76 @@ def main():
         v1 = client.CoreV1Api(api)
         apps = client.AppsV1Api(api)
 
-        # 1. P pods at once.
-        w = Watch(c, "bench=sched")
-        time.sleep(1)
-        created = [None] * args.pods
+        def create_pods(prefix):
+            """Creates P pods from 16 client threads; returns their create times."""
+            created = [None] * args.pods
 
-        def make(part):
-            for i in part:
-                created[i] = time.monotonic()
-                v1.create_namespaced_pod("default", {
-                    "apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": f"p{i}", "labels": {"bench": "sched"}},
-                    "spec": {"containers": [{"name": "c", "image": "busybox",
-                                             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}})
-        threads = [threading.Thread(target=make, args=(range(i, args.pods, 16),)) for i in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            def make(part):
+                for i in part:
+                    created[i] = time.monotonic()
+                    v1.create_namespaced_pod("default", {
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": f"{prefix}{i}", "labels": {"bench": prefix}},
+                        "spec": {"containers": [{"name": "c", "image": "busybox",
+                                                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}})
+            threads = [threading.Thread(target=make, args=(range(i, args.pods, 16),)) for i in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return created
+
+        def delete_pods(prefix):
+            v1.delete_collection_namespaced_pod("default", label_selector=f"bench={prefix}",
+                                                grace_period_seconds=0)
+            wait_for(lambda: not c.kubectl("get", "pods", "-l", f"bench={prefix}", "--no-headers",
+                                           "-o", "name").stdout.strip(),
+                     timeout=900, interval=1, what="the pods to go")
+
+        # 1. P pods created while the scheduler runs: bound as they come.
+        w = Watch(c, "bench=live")
+        time.sleep(1)
+        created = create_pods("live")
         wait_for(lambda: len(w.bound) >= args.pods, timeout=900, interval=0.5, what="every pod bound")
         w.stop()
         first_create, last_create = min(created), max(created)
         first_bind, last_bind = min(w.bound.values()), max(w.bound.values())
-        rate = args.pods / max(1e-9, last_bind - first_bind)
-        print(f"{args.pods} pods: created in {last_create - first_create:.1f} s "
-              f"({args.pods / max(1e-9, last_create - first_create):,.0f}/s); bound at {rate:,.0f} pods/s "
-              f"(first to last binding), all bound {last_bind - first_create:.1f} s after the first create",
-              flush=True)
-        v1.delete_collection_namespaced_pod("default", label_selector="bench=sched", grace_period_seconds=0)
-        wait_for(lambda: not c.kubectl("get", "pods", "-l", "bench=sched", "--no-headers",
-                                       "-o", "name").stdout.strip(),
-                 timeout=900, interval=1, what="the pods to go")
+        print(f"{args.pods} pods created while scheduling: created in {last_create - first_create:.1f} s "
+              f"({args.pods / max(1e-9, last_create - first_create):,.0f}/s), bound at "
+              f"{args.pods / max(1e-9, last_bind - first_bind):,.0f} pods/s (first to last binding), "
+              f"all bound {last_bind - first_create:.1f} s after the first create", flush=True)
+        delete_pods("live")
 
-        # 2. A Deployment of P replicas.
+        # 2. P pods waiting, then the scheduler let go: its own throughput. The
+        # bench takes the scheduler's leader Lease, so the scheduler exits (as
+        # kube-scheduler does when it loses its lease) and its restart stands
+        # by; the pods are created; then the Lease is released.
+        coord = client.CoordinationV1Api(api)
+        old = minik_processes(c.env["MINIK_HOME"])["scheduler"]
+        lease = coord.read_namespaced_lease("kube-scheduler", "kube-system")
+        lease.spec.holder_identity = "bench"
+        lease.spec.lease_duration_seconds = 3600
+        lease.spec.renew_time = datetime.datetime.now(datetime.timezone.utc)
+        coord.replace_namespaced_lease("kube-scheduler", "kube-system", lease)
+        wait_for(lambda: minik_processes(c.env["MINIK_HOME"]).get("scheduler") not in (None, old),
+                 timeout=60, interval=0.2, what="the scheduler to stand by")
+        w = Watch(c, "bench=backlog")
+        time.sleep(1)
+        create_pods("backlog")
+        time.sleep(1)
+        waiting = len(w.bound)
+        t = time.monotonic()
+        coord.delete_namespaced_lease("kube-scheduler", "kube-system")
+        wait_for(lambda: len(w.bound) >= args.pods, timeout=900, interval=0.5, what="every pod bound")
+        w.stop()
+        first_bind, last_bind = min(w.bound.values()), max(w.bound.values())
+        print(f"{args.pods} pods waiting ({waiting} bound before the scheduler was let go): "
+              f"bound at {args.pods / max(1e-9, last_bind - first_bind):,.0f} pods/s (first to last "
+              f"binding), the first {first_bind - t:.1f} s and the last {last_bind - t:.1f} s after the "
+              f"Lease was released", flush=True)
+        delete_pods("backlog")
+
+        # 3. A Deployment of P replicas.
         w = Watch(c, "app=big")
         time.sleep(1)
         t = time.monotonic()

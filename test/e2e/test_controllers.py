@@ -19,7 +19,8 @@ class ControllersTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster("e2e-ctl")
-        cls.c.minik("start", "--hollow-nodes", "3", "--no-kubelet")
+        # Room for a big Deployment on three nodes.
+        cls.c.minik("start", "--hollow-nodes", "3", "--no-kubelet", "--extra-config", "hollow-nodes.pods=1000")
         wait_for(lambda: len(names(cls.c, "nodes")) == 3, what="3 hollow nodes")
 
     @classmethod
@@ -77,6 +78,21 @@ class ControllersTest(unittest.TestCase):
         self.assertEqual(conds["Progressing"]["reason"], "NewReplicaSetAvailable")
         events = self.k("-n", ns, "describe", "deploy", "web").stdout
         self.assertIn("ScalingReplicaSet", events)
+
+    def test_big_deployment_creates_exactly_its_replicas(self):
+        # Pods are created 16 at a time while the informer reports them: a
+        # sync that lists pods and then finds its expectations met must not
+        # create (and then delete) more than asked.
+        ns = self.ns("big")
+        self.k("-n", ns, "create", "deployment", "big", "--image=nginx", "--replicas=2000")
+        self.k("-n", ns, "rollout", "status", "deploy/big", "--timeout=120s")
+        time.sleep(2)
+        events = json.loads(self.k("-n", ns, "get", "events", "-o", "json").stdout)["items"]
+        reasons = [e["reason"] for e in events if e["involvedObject"]["kind"] == "ReplicaSet"]
+        self.assertEqual(reasons.count("SuccessfulCreate"), 2000)
+        self.assertEqual(reasons.count("SuccessfulDelete"), 0)
+        self.assertEqual(len(names(self.c, "-n", ns, "pods")), 2000)
+        self.k("delete", "namespace", ns, "--timeout=120s")
 
     def test_recreate_and_pause(self):
         ns = self.ns("rec")
