@@ -1054,16 +1054,16 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
     for (const auto& e : events) {
       last_rv = e.kv.mod_revision;
       const char* type = nullptr;
-      std::optional<json> cur;
+      std::shared_ptr<const json> cur;
       if (everything) {
         // Every object matches: which event it is follows from the store's alone.
         type = e.type == store::Event::Type::kDelete ? (e.prev ? "DELETED" : nullptr)
                : e.prev                              ? "MODIFIED"
                                                      : "ADDED";
       } else {
-        cur = RestStorage::Decode(e.kv);
+        cur = encoded_.Object(e.kv);
         bool now = e.type == store::Event::Type::kPut && matches(*cur);
-        bool before = e.prev && matches(RestStorage::Decode(*e.prev));
+        bool before = e.prev && matches(*encoded_.Object(*e.prev));
         type = e.type == store::Event::Type::kDelete ? (before ? "DELETED" : nullptr)
                : now && before                       ? "MODIFIED"
                : now                                 ? "ADDED"
@@ -1074,13 +1074,13 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
         continue;
       }
       if (neg.table) {
-        out += render(type, cur ? *cur : RestStorage::Decode(e.kv));
+        out += render(type, *encoded_.Object(e.kv));
       } else {
         // The object's text is shared by every watch of it.
         out += "{\"type\":\"";
         out += type;
         out += "\",\"object\":";
-        out += *encoded_.Get(e.kv);
+        out += *encoded_.Text(e.kv);
         out += "}\n";
       }
     }

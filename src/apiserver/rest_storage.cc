@@ -108,24 +108,50 @@ json RestStorage::Decode(const store::KeyValue& kv) {
   return obj;
 }
 
-std::shared_ptr<const std::string> EncodedObjects::Get(const store::KeyValue& kv) {
+EncodedObjects::Entry& EncodedObjects::Find(const store::KeyValue& kv) {
   std::string id = std::to_string(kv.mod_revision) + "/" + kv.key;
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = map_.find(id); it != map_.end()) {
-      return it->second;
-    }
-  }
-  auto text = std::make_shared<const std::string>(RestStorage::Decode(kv).dump());
-  std::lock_guard lock(mu_);
-  if (map_.emplace(id, text).second) {
+  auto [it, added] = map_.try_emplace(id);
+  if (added) {
     order_.push_back(std::move(id));
     if (order_.size() > kMax) {
       map_.erase(order_.front());
       order_.pop_front();
     }
   }
-  return text;
+  return it->second;
+}
+
+std::shared_ptr<const json> EncodedObjects::Object(const store::KeyValue& kv) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto& e = Find(kv); e.object) {
+      return e.object;
+    }
+  }
+  // Decoded without the lock: two watches may both decode a revision once.
+  auto obj = std::make_shared<const json>(RestStorage::Decode(kv));
+  std::lock_guard lock(mu_);
+  auto& e = Find(kv);
+  if (!e.object) {
+    e.object = obj;
+  }
+  return e.object;
+}
+
+std::shared_ptr<const std::string> EncodedObjects::Text(const store::KeyValue& kv) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto& e = Find(kv); e.text) {
+      return e.text;
+    }
+  }
+  auto text = std::make_shared<const std::string>(Object(kv)->dump());
+  std::lock_guard lock(mu_);
+  auto& e = Find(kv);
+  if (!e.text) {
+    e.text = text;
+  }
+  return e.text;
 }
 
 json RestStorage::Read(const ResourceInfo& r, const std::string& ns, const std::string& name,

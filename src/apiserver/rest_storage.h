@@ -86,18 +86,24 @@ class RestStorage {
   const api::TypeTable& types_;
 };
 
-// The JSON text of stored objects as clients see them (with their
-// resourceVersion), encoded once per revision and shared by every watch that
-// sends it: N watchers of pods cost one decode and one encode per change, not N.
+// Stored objects as clients see them (with their resourceVersion), decoded
+// and encoded once per revision and shared by every watch that sends them: N
+// watchers of pods cost one decode and one encode per change, not N.
 class EncodedObjects {
  public:
-  std::shared_ptr<const std::string> Get(const store::KeyValue& kv);
+  std::shared_ptr<const json> Object(const store::KeyValue& kv);
+  std::shared_ptr<const std::string> Text(const store::KeyValue& kv);
 
  private:
+  struct Entry {
+    std::shared_ptr<const json> object;
+    std::shared_ptr<const std::string> text;  // made when first asked for
+  };
+  Entry& Find(const store::KeyValue& kv);  // mu_ held
   static constexpr size_t kMax = 4096;
   std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const std::string>> map_;  // "rev/key"
-  std::deque<std::string> order_;                                            // oldest first
+  std::unordered_map<std::string, Entry> map_;  // "rev/key"
+  std::deque<std::string> order_;               // oldest first
 };
 
 // Encodes a continue token for a list at `revision` after `key`.
