@@ -90,7 +90,7 @@ json Client::Delete(const std::string& path, const json& options) {
   return Do("DELETE", path, options.dump(), "application/json");
 }
 
-void Client::Watch(const std::string& path, const std::function<bool(const json&)>& on_event,
+void Client::Watch(const std::string& path, const std::function<bool(json&)>& on_event,
                    const std::atomic<bool>& stop) {
   http::Client c(config_.server, Options(0));
   std::string buffer;
@@ -102,20 +102,24 @@ void Client::Watch(const std::string& path, const std::function<bool(const json&
           return false;
         }
         buffer.append(data);
-        size_t nl;
-        while (keep && (nl = buffer.find('\n')) != std::string::npos) {
-          std::string line = buffer.substr(0, nl);
-          buffer.erase(0, nl + 1);
+        // Every whole line of what arrived, then what is left moved once
+        // (not once per line: a chunk can hold thousands of events).
+        size_t start = 0, nl;
+        while (keep && (nl = buffer.find('\n', start)) != std::string::npos) {
+          std::string_view line(buffer.data() + start, nl - start);
+          start = nl + 1;
           if (line.empty()) {
             continue;
           }
           try {
-            keep = on_event(json::parse(line));
+            json ev = json::parse(line);
+            keep = on_event(ev);
           } catch (const json::exception& e) {
             log::Warn("watch {}: bad event: {}", path, e.what());
             keep = false;
           }
         }
+        buffer.erase(0, start);
         return keep && !stop;
       },
       &stop);
@@ -283,13 +287,13 @@ void Informer::Run() {
                            "&resourceVersion=" + rv + sel;
         client_->Watch(
             path,
-            [&](const json& ev) {
+            [&](json& ev) {
               std::string type = ev.value("type", "");
               if (type == "ERROR") {
                 expired = true;
                 return false;
               }
-              auto obj = std::make_shared<const json>(ev["object"]);
+              auto obj = std::make_shared<const json>(std::move(ev["object"]));
               std::string orv = GetString(*obj, "metadata.resourceVersion");
               if (!orv.empty()) {
                 rv = orv;

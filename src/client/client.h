@@ -52,9 +52,10 @@ class Client {
   json Patch(const std::string& path, const json& patch,
              const std::string& type = "application/merge-patch+json");
   json Delete(const std::string& path, const json& options = json::object());
-  // Streams watch events to `on_event` until the stream ends, `on_event`
-  // returns false or `stop` is set. Throws ApiError when the request fails.
-  void Watch(const std::string& path, const std::function<bool(const json&)>& on_event,
+  // Streams watch events to `on_event` (which may take them apart) until the
+  // stream ends, `on_event` returns false or `stop` is set. Throws ApiError
+  // when the request fails.
+  void Watch(const std::string& path, const std::function<bool(json&)>& on_event,
              const std::atomic<bool>& stop);
   const Config& config() const { return config_; }
 

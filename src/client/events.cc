@@ -26,7 +26,13 @@ void EventRecorder::Event(const json& object, const std::string& type, const std
   if (queue_.size() > 10000) {
     return;  // a storm of events must not eat memory; drop
   }
-  queue_.push_back(Item{object, type, reason, message});
+  json ref = {{"kind", object.value("kind", "")},
+              {"namespace", GetString(object, "metadata.namespace")},
+              {"name", GetString(object, "metadata.name")},
+              {"uid", GetString(object, "metadata.uid")},
+              {"apiVersion", object.value("apiVersion", "")},
+              {"resourceVersion", GetString(object, "metadata.resourceVersion")}};
+  queue_.push_back(Item{std::move(ref), type, reason, message});
   cv_.notify_all();
 }
 
@@ -51,8 +57,7 @@ void EventRecorder::Run() {
     try {
       Write(item);
     } catch (const std::exception& e) {
-      log::Debug("event {} for {}: {}", item.reason, GetString(item.object, "metadata.name"),
-                 e.what());
+      log::Debug("event {} for {}: {}", item.reason, item.ref.value("name", ""), e.what());
     }
     {
       std::lock_guard lock(mu_);
@@ -63,9 +68,12 @@ void EventRecorder::Run() {
 }
 
 void EventRecorder::Write(const Item& item) {
-  const json& o = item.object;
-  std::string ns = GetString(o, "metadata.namespace", "default");
-  std::string uid = GetString(o, "metadata.uid");
+  const json& ref = item.ref;
+  std::string ns = ref.value("namespace", "");
+  if (ns.empty()) {
+    ns = "default";
+  }
+  std::string uid = ref.value("uid", "");
   std::string now = FormatTime(Now());
   std::string key = uid + "/" + item.reason + "/" + item.message;
   auto it = seen_.find(key);
@@ -82,17 +90,11 @@ void EventRecorder::Write(const Item& item) {
       }
     }
   }
-  std::string name = GetString(o, "metadata.name") + "." + RandomSuffix(10);
+  std::string name = ref.value("name", "") + "." + RandomSuffix(10);
   json ev = {{"apiVersion", "v1"},
              {"kind", "Event"},
              {"metadata", {{"name", name}, {"namespace", ns}}},
-             {"involvedObject",
-              {{"kind", o.value("kind", "")},
-               {"namespace", GetString(o, "metadata.namespace")},
-               {"name", GetString(o, "metadata.name")},
-               {"uid", uid},
-               {"apiVersion", o.value("apiVersion", "")},
-               {"resourceVersion", GetString(o, "metadata.resourceVersion")}}},
+             {"involvedObject", ref},
              {"reason", item.reason},
              {"message", item.message},
              {"source", {{"component", component_}}},
@@ -105,7 +107,7 @@ void EventRecorder::Write(const Item& item) {
   if (!host_.empty()) {
     ev["source"]["host"] = host_;
   }
-  if (GetString(o, "metadata.namespace").empty()) {
+  if (ref.value("namespace", "").empty()) {
     ev["involvedObject"].erase("namespace");
   }
   client_->Post("/api/v1/namespaces/" + ns + "/events", ev);

@@ -28,7 +28,9 @@ class EventRecorder {
 
  private:
   struct Item {
-    json object;
+    // The object's involvedObject fields, not the object: a queue of a
+    // thousand events must not hold a thousand pods.
+    json ref;
     std::string type, reason, message;
   };
   void Run();
