@@ -155,6 +155,7 @@ uint16_t ApiServer::Start() {
   store::StoreOptions so;
   so.data_dir = opts_.data_dir;
   so.history_seconds = opts_.history_seconds;
+  so.history_bytes = opts_.history_megabytes << 20;
   store_ = store::Create(opts_.store, so);
   storage_ = std::make_unique<RestStorage>(*store_, registry_, types_);
   Bootstrap();

@@ -24,6 +24,7 @@ struct Options {
   std::string data_dir;
   std::string advertise_address = "127.0.0.1";
   int history_seconds = 300;
+  int64_t history_megabytes = 256;
   // Directory where request bodies are written for debugging (empty: off).
   std::string capture_dir;
 };

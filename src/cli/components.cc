@@ -275,6 +275,10 @@ void AddComponents(CLI::App& app) {
   as->add_option("--history-seconds", api->history_seconds,
                  "How long the store keeps history for watches")
       ->capture_default_str();
+  as->add_option("--history-megabytes", api->history_megabytes,
+                 "The most history the store keeps (the oldest goes first)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   auto port_file = std::make_shared<std::string>();
   as->add_option("--port-file", *port_file, "Write the bound port to this file once serving");
   as->callback([api, port_file] {

@@ -29,6 +29,12 @@ class MvccStore::WatchHandle : public Watch {
   uint64_t id_;
 };
 
+int64_t MvccStore::EntryBytes(const Journal::HistoryEntry& h) {
+  // The value, the key, and what holds them.
+  return static_cast<int64_t>((h.event.kv.value ? h.event.kv.value->size() : 0) +
+                              h.event.kv.key.size() + 128);
+}
+
 MvccStore::MvccStore(std::unique_ptr<Journal> journal, StoreOptions opts)
     : journal_(std::move(journal)), opts_(std::move(opts)) {
   if (journal_) {
@@ -36,6 +42,9 @@ MvccStore::MvccStore(std::unique_ptr<Journal> journal, StoreOptions opts)
     current_ = std::move(s.current);
     history_.assign(std::make_move_iterator(s.history.begin()),
                     std::make_move_iterator(s.history.end()));
+    for (const auto& h : history_) {
+      history_bytes_ += EntryBytes(h);
+    }
     revision_ = s.revision;
     compacted_ =
         std::max(s.compacted_revision,
@@ -260,16 +269,19 @@ void MvccStore::ProcessBatch(std::vector<std::unique_ptr<WriteRequest>>& batch) 
           current_[h.event.kv.key] = h.event.kv;
         }
         history_.push_back(h);
+        history_bytes_ += EntryBytes(h);
       }
       revision_ = rev;
-      // Drop history older than the window.
+      // Drop history older than the window, or beyond its size.
       int64_t cutoff = UnixNow() - opts_.history_seconds;
       int64_t compact_to = compacted_;
+      int64_t bytes = history_bytes_;
       for (auto& h : history_) {
-        if (h.unix_seconds >= cutoff) {
+        if (h.unix_seconds >= cutoff && bytes <= opts_.history_bytes) {
           break;
         }
         compact_to = h.event.kv.mod_revision;
+        bytes -= EntryBytes(h);
       }
       if (compact_to > compacted_) {
         CompactLocked(compact_to);
@@ -302,6 +314,7 @@ void MvccStore::ProcessBatch(std::vector<std::unique_ptr<WriteRequest>>& batch) 
 
 void MvccStore::CompactLocked(int64_t revision) {
   while (!history_.empty() && history_.front().event.kv.mod_revision <= revision) {
+    history_bytes_ -= EntryBytes(history_.front());
     history_.pop_front();
   }
   compacted_ = std::max(compacted_, std::min(revision, revision_));

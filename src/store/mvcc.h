@@ -84,7 +84,9 @@ class MvccStore : public Store {
   // Guards current_, history_, revision_, compacted_.
   mutable std::shared_mutex state_mu_;
   std::map<std::string, KeyValue> current_;
+  static int64_t EntryBytes(const Journal::HistoryEntry& h);
   std::deque<Journal::HistoryEntry> history_;
+  int64_t history_bytes_ = 0;  // EntryBytes of history_
   int64_t revision_ = 0;
   int64_t compacted_ = 0;
   int64_t journal_compacted_ = 0;

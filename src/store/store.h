@@ -132,6 +132,9 @@ class Store {
 struct StoreOptions {
   std::string data_dir;  // where a durable store keeps its files
   int history_seconds = 300;
+  // And at most this many bytes of values: under heavy churn the oldest
+  // history goes sooner (a watch that far behind gets 410 Gone and lists).
+  int64_t history_bytes = 256LL << 20;
 };
 
 }  // namespace minik::store

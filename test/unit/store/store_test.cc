@@ -29,11 +29,13 @@ struct Collect : WatchSink {
   }
 };
 
-std::unique_ptr<Store> Open(const std::string& backend, const std::string& dir, int history = 300) {
+std::unique_ptr<Store> Open(const std::string& backend, const std::string& dir, int history = 300,
+                            int64_t history_bytes = 256LL << 20) {
   RegisterBuiltins();
   StoreOptions o;
   o.data_dir = dir;
   o.history_seconds = history;
+  o.history_bytes = history_bytes;
   return Create(backend, o);
 }
 
@@ -201,4 +203,23 @@ TEST_CASE("history older than the window is compacted", "[store]") {
   CHECK(s->CompactedRevision() >= 1);
   auto sink = std::make_shared<Collect>();
   CHECK_THROWS_AS(s->WatchPrefix("/h/", 0, sink), Expired);
+}
+
+TEST_CASE("history beyond its size is compacted, the newest kept", "[store]") {
+  auto backend = GENERATE(as<std::string>{}, "memory", "sqlite");
+  minik::testing::TempDir tmp;
+  auto s = Open(backend, tmp.path(), /*history=*/300, /*history_bytes=*/20 * 1024);
+  std::string value(1000, 'x');
+  auto kv = s->Create("/b/k", value);
+  for (int i = 0; i < 100; ++i) {
+    kv = s->Update("/b/k", value, kv.mod_revision);
+  }
+  // About 1 KB per revision: the first ~80 of 101 are gone, the last ones kept.
+  CHECK(s->CompactedRevision() > 60);
+  CHECK(s->CompactedRevision() < kv.mod_revision - 5);
+  auto sink = std::make_shared<Collect>();
+  CHECK_THROWS_AS(s->WatchPrefix("/b/", 1, sink), Expired);
+  auto w = s->WatchPrefix("/b/", kv.mod_revision - 5, sink);
+  CHECK(sink->size() == 5);
+  CHECK(*s->Get("/b/k").value == value);  // current values never go
 }
