@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "common/clock.h"
 #include "common/exec.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "controllers/controller_manager.h"
 #include "dns/server.h"
@@ -293,6 +294,7 @@ void AddComponents(CLI::App& app) {
         std::fclose(f);
       }
     }
+    HeapTrimmer trimmer;
     exec::WaitForSignal(set);
     log::Info("shutting down");
     server.Stop();

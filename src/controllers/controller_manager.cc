@@ -11,6 +11,7 @@
 #include "client/leader_election.h"
 #include "common/clock.h"
 #include "common/exec.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "controllers/controller.h"
 #include "controllers/core.h"
@@ -20,6 +21,7 @@ namespace minik::controllers {
 
 int RunControllerManager(const ManagerOptions& opts) {
   log::SetComponent("controller-manager");
+  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals();
   Context ctx;
   ctx.client = std::make_shared<client::Client>(

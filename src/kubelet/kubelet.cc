@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/exec.h"
 #include "common/fs.h"
+#include "common/heap.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "kubelet/eviction.h"
@@ -598,6 +599,7 @@ void CleanupNode(const std::string& root, const std::string& node) {
 
 int RunKubelet(const KubeletOptions& opts) {
   log::SetComponent("kubelet");
+  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals({SIGUSR1});
   std::atomic<bool> stop{false};
   Kubelet k(opts);

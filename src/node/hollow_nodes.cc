@@ -13,6 +13,7 @@
 #include "client/workqueue.h"
 #include "common/clock.h"
 #include "common/exec.h"
+#include "common/heap.h"
 #include "common/log.h"
 
 namespace minik::node {
@@ -405,6 +406,7 @@ class HollowNodes {
 
 int RunHollowNodes(const HollowOptions& opts) {
   log::SetComponent("hollow-nodes");
+  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals();
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "hollow-nodes"));

@@ -17,6 +17,7 @@
 #include "client/leader_election.h"
 #include "common/clock.h"
 #include "common/exec.h"
+#include "common/heap.h"
 #include "common/log.h"
 
 namespace minik::scheduler {
@@ -371,6 +372,7 @@ class Scheduler {
 
 int RunScheduler(const SchedulerOptions& opts) {
   log::SetComponent("scheduler");
+  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals();
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "scheduler"));
