@@ -168,13 +168,13 @@ class ReplicaSetController : public QueueController {
               return;
             }
           }
-          json pod = PodFromTemplate(*Find(rs, "spec.template"), rs, generate);
           try {
+            json pod = PodFromTemplate(*Find(rs, "spec.template"), rs, generate);
             json made = ctx_.client->Post("/api/v1/namespaces/" + ns + "/pods", pod);
             ++created;
             ctx_.events->Event(rs, "Normal", "SuccessfulCreate",
                                "Created pod: " + GetString(made, "metadata.name"));
-          } catch (const client::ApiError& e) {
+          } catch (const std::exception& e) {  // never out of a helper thread
             std::lock_guard lock(mu);
             if (failure.empty()) {
               failure = e.what();

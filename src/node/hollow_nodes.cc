@@ -37,7 +37,13 @@ class HollowNodes {
     }
     pods_ = std::make_shared<client::Informer>(client_, client::resources::kPods);
     pods_->AddHandlers({[this](const client::Object& p) { Changed(*p); },
-                        [this](const client::Object&, const client::Object& p) { Changed(*p); },
+                        [this](const client::Object& old, const client::Object& p) {
+                          // A pod made again under its name (seen after a relist).
+                          if (GetString(*old, "metadata.uid") != GetString(*p, "metadata.uid")) {
+                            Forget(*old);
+                          }
+                          Changed(*p);
+                        },
                         [this](const client::Object& p) { Forget(*p); }});
   }
 
@@ -46,6 +52,8 @@ class HollowNodes {
       Register(name, index);
     }
     pods_->Start();
+    // Every address already given is known before any is handed out.
+    pods_->WaitForSync();
     std::vector<std::thread> workers;
     for (int i = 0; i < 4; ++i) {
       workers.emplace_back([this] { Work(); });

@@ -91,6 +91,8 @@ class Cache {
   void Assume(std::shared_ptr<const json> pod);
   // mu() held.
   bool IsAssumed(const std::string& uid) const;
+  // mu() held: counted on a node, assumed or seen bound.
+  bool Has(const std::string& uid) const { return pods_.count(uid) > 0; }
   // mu() held: the nodes, valid while it is.
   ClusterView& View();
 

@@ -143,6 +143,11 @@ class Scheduler {
     }
   }
   void PodUpdated(const client::Object& old, const client::Object& p) {
+    // After a relist, a pod deleted and made again under its name arrives as
+    // an update: the old one goes first.
+    if (GetString(*old, "metadata.uid") != GetString(*p, "metadata.uid")) {
+      cache_.RemovePod(*old);
+    }
     cache_.SetPod(p);
     if (Pending(*p)) {
       Queue(client::KeyOf(*p));
@@ -189,8 +194,10 @@ class Scheduler {
     size_t count = 0;
     {
       std::lock_guard lock(cache_.mu());
-      if (cache_.IsAssumed(uid)) {
-        return;  // bound already; the informer has not caught up
+      if (cache_.Has(uid)) {
+        // A pending pod is in the cache only once bound: by us (the informer
+        // has not caught up) or since this cycle read it.
+        return;
       }
       ClusterView& all = cache_.View();
       const auto& nodes = all.nodes;
