@@ -11,44 +11,44 @@ const json kEmptyObject = json::object();
 const json kEmptyArray = json::array();
 const std::string kEmptyString;
 
-const json& Array(const json& o, const char* path) {
+}  // namespace
+
+const json& ArrayAt(const json& o, const char* path) {
   const json* v = Find(o, path);
   return v && v->is_array() ? *v : kEmptyArray;
 }
 
-const json& Field(const json& o, const char* path) {
+const json& ValueAt(const json& o, const char* path) {
   static const json none;
   const json* v = Find(o, path);
   return v ? *v : none;
 }
 
-bool Active(const json& pod) {
+bool IsActive(const json& pod) {
   std::string phase = GetString(pod, "status.phase");
   return phase != "Succeeded" && phase != "Failed";
 }
 
-}  // namespace
-
 Requests PodRequests(const json& pod) {
   Requests r;
-  for (const auto& c : Array(pod, "spec.containers")) {
-    r.cpu += api::QuantityMilli(Field(c, "resources.requests.cpu"));
-    r.mem += api::QuantityMilli(Field(c, "resources.requests.memory"));
+  for (const auto& c : ArrayAt(pod, "spec.containers")) {
+    r.cpu += api::QuantityMilli(ValueAt(c, "resources.requests.cpu"));
+    r.mem += api::QuantityMilli(ValueAt(c, "resources.requests.memory"));
   }
-  for (const auto& c : Array(pod, "spec.initContainers")) {
-    r.cpu = std::max(r.cpu, api::QuantityMilli(Field(c, "resources.requests.cpu")));
-    r.mem = std::max(r.mem, api::QuantityMilli(Field(c, "resources.requests.memory")));
+  for (const auto& c : ArrayAt(pod, "spec.initContainers")) {
+    r.cpu = std::max(r.cpu, api::QuantityMilli(ValueAt(c, "resources.requests.cpu")));
+    r.mem = std::max(r.mem, api::QuantityMilli(ValueAt(c, "resources.requests.memory")));
   }
-  r.cpu += api::QuantityMilli(Field(pod, "spec.overhead.cpu"));
-  r.mem += api::QuantityMilli(Field(pod, "spec.overhead.memory"));
+  r.cpu += api::QuantityMilli(ValueAt(pod, "spec.overhead.cpu"));
+  r.mem += api::QuantityMilli(ValueAt(pod, "spec.overhead.memory"));
   return r;
 }
 
 HostPorts PodHostPorts(const json& pod) {
   HostPorts out;
-  for (const auto& c : Array(pod, "spec.containers")) {
-    for (const auto& port : Array(c, "ports")) {
-      const json& hp = Field(port, "hostPort");
+  for (const auto& c : ArrayAt(pod, "spec.containers")) {
+    for (const auto& port : ArrayAt(c, "ports")) {
+      const json& hp = ValueAt(port, "hostPort");
       if (hp.is_number_integer() && hp.get<int>() != 0) {
         out.emplace_back(port.value("protocol", "TCP"), hp.get<int>());
       }
@@ -60,14 +60,14 @@ HostPorts PodHostPorts(const json& pod) {
 PodInfo::PodInfo(std::shared_ptr<const json> p) : pod(std::move(p)) {
   req = PodRequests(*pod);
   host_ports = PodHostPorts(*pod);
-  for (const auto& ref : Array(*pod, "metadata.ownerReferences")) {
+  for (const auto& ref : ArrayAt(*pod, "metadata.ownerReferences")) {
     std::string uid = ref.value("uid", "");
     if (!uid.empty()) {
       owners.push_back(std::move(uid));
     }
   }
   anti_affinity =
-      !Array(*pod, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")
+      !ArrayAt(*pod, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")
            .empty();
 }
 
@@ -84,8 +84,8 @@ void NodeInfo::SetNode(std::shared_ptr<const json> n) {
   if (const json* l = Find(*node, "metadata.labels"); l && l->is_object()) {
     labels = l;
   }
-  taints = &Array(*node, "spec.taints");
-  images = &Array(*node, "status.images");
+  taints = &ArrayAt(*node, "spec.taints");
+  images = &ArrayAt(*node, "status.images");
   const json* u = Find(*node, "spec.unschedulable");
   unschedulable = u && *u == true;
   if (const json* alloc = Find(*node, "status.allocatable"); alloc && alloc->is_object()) {
@@ -202,13 +202,13 @@ void Cache::SetPod(std::shared_ptr<const json> pod) {
   std::string uid = GetString(*pod, "metadata.uid");
   std::string node = GetString(*pod, "spec.nodeName");
   auto it = pods_.find(uid);
-  if (it != pods_.end() && it->second.assumed && node.empty() && Active(*pod)) {
+  if (it != pods_.end() && it->second.assumed && node.empty() && IsActive(*pod)) {
     return;  // bound by us; the informer has not caught up
   }
   Unplace(uid);
   // A terminating pod still holds its resources until it is gone; a
   // finished one does not.
-  if (!node.empty() && Active(*pod)) {
+  if (!node.empty() && IsActive(*pod)) {
     Place(std::move(pod), node, false);
   }
 }

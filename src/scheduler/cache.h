@@ -17,6 +17,13 @@
 
 namespace minik::scheduler {
 
+// Lookups every scheduling cycle makes: references into the object, never
+// copies. The array at a dotted path, or an empty one; the value, or null.
+const json& ArrayAt(const json& o, const char* path);
+const json& ValueAt(const json& o, const char* path);
+// Not Succeeded or Failed.
+bool IsActive(const json& pod);
+
 // The requests of a pod as the scheduler counts them: the sum over app
 // containers or the largest init container, whichever is larger, plus overhead.
 struct Requests {

@@ -10,25 +10,7 @@
 
 namespace minik::scheduler {
 
-bool IsActive(const json& pod);
-
 namespace {
-
-const json kNone = json::object();
-
-const json& At(const json& o, const char* path) {
-  const json* v = Find(o, path);
-  return v ? *v : kNone;
-}
-
-const json kEmptyArray = json::array();
-
-// The array at `path`, or an empty one: a reference, never a copy (this runs
-// for every pod against every node).
-const json& Arr(const json& o, const char* path) {
-  const json* v = Find(o, path);
-  return v && v->is_array() ? *v : kEmptyArray;
-}
 
 bool Tolerates(const json& tolerations, const json& taint) {
   for (const auto& t : tolerations) {
@@ -52,7 +34,7 @@ bool Tolerates(const json& tolerations, const json& taint) {
 }
 
 bool MatchNodeSelectorTerm(const json& term, const json& node) {
-  const json& labels = At(node, "metadata.labels");
+  const json& labels = ValueAt(node, "metadata.labels");
   for (const auto& e : term.value("matchExpressions", json::array())) {
     std::string key = e.value("key", "");
     std::string op = e.value("operator", "");
@@ -116,7 +98,7 @@ bool PodMatchesTerm(const json& other, const json& term, const json& pod) {
     return false;
   }
   auto sel = api::LabelSelector::FromJson(term.value("labelSelector", json()));
-  return sel.Matches(At(other, "metadata.labels"));
+  return sel.Matches(ValueAt(other, "metadata.labels"));
 }
 
 }  // namespace
@@ -126,19 +108,20 @@ PodQuery::PodQuery(const json& p)
       ns(GetString(p, "metadata.namespace")),
       req(PodRequests(p)),
       host_ports(PodHostPorts(p)),
-      tolerations(Arr(p, "spec.tolerations")),
-      node_selector(At(p, "spec.nodeSelector")),
-      required_node_terms(At(p,
-                             "spec.affinity.nodeAffinity."
-                             "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")),
+      tolerations(ArrayAt(p, "spec.tolerations")),
+      node_selector(ValueAt(p, "spec.nodeSelector")),
+      required_node_terms(
+          ValueAt(p,
+                  "spec.affinity.nodeAffinity."
+                  "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")),
       preferred_node_terms(
-          Arr(p, "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")),
+          ArrayAt(p, "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")),
       pod_affinity(
-          Arr(p, "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution")),
-      pod_anti_affinity(
-          Arr(p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")),
-      spread(Arr(p, "spec.topologySpreadConstraints")) {
-  for (const auto& r : Arr(p, "metadata.ownerReferences")) {
+          ArrayAt(p, "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution")),
+      pod_anti_affinity(ArrayAt(
+          p, "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution")),
+      spread(ArrayAt(p, "spec.topologySpreadConstraints")) {
+  for (const auto& r : ArrayAt(p, "metadata.ownerReferences")) {
     if (r.value("controller", false)) {
       owner = r.value("uid", "");
     }
@@ -156,11 +139,6 @@ void PrepareSpread(const PodQuery& q, ClusterView& all) {
     n->same_owner = it == n->owners.end() ? 0 : it->second;
     all.max_same_owner = std::max(all.max_same_owner, n->same_owner);
   }
-}
-
-bool IsActive(const json& pod) {
-  std::string phase = GetString(pod, "status.phase");
-  return phase != "Succeeded" && phase != "Failed";
 }
 
 std::string Filter(const PodQuery& q, const NodeInfo& n, const ClusterView& all) {
@@ -210,7 +188,7 @@ std::string Filter(const PodQuery& q, const NodeInfo& n, const ClusterView& all)
   }
   // Volumes bound to local PVs must be on this node.
   for (const auto& pv : q.volumes) {
-    const json& terms = At(*pv, "spec.nodeAffinity.required.nodeSelectorTerms");
+    const json& terms = ValueAt(*pv, "spec.nodeAffinity.required.nodeSelectorTerms");
     if (terms.is_array() && !MatchesNodeSelectorTerms(terms, node)) {
       return "node(s) had volume node affinity conflict";
     }
@@ -263,9 +241,9 @@ std::string Filter(const PodQuery& q, const NodeInfo& n, const ClusterView& all)
         if (!p.anti_affinity) {
           continue;
         }
-        for (const auto& term : Arr(*p.pod,
-                                    "spec.affinity.podAntiAffinity."
-                                    "requiredDuringSchedulingIgnoredDuringExecution")) {
+        for (const auto& term : ArrayAt(*p.pod,
+                                        "spec.affinity.podAntiAffinity."
+                                        "requiredDuringSchedulingIgnoredDuringExecution")) {
           std::string key = term.value("topologyKey", "");
           if (!n.Label(key).empty() && n.Label(key) == other->Label(key) &&
               PodMatchesTerm(pod, term, *p.pod)) {
@@ -294,7 +272,7 @@ std::string Filter(const PodQuery& q, const NodeInfo& n, const ClusterView& all)
       int& count = counts[v];
       for (const auto& [_, p] : other->pod_map) {
         if (GetString(*p.pod, "metadata.namespace") == q.ns && IsActive(*p.pod) &&
-            sel.Matches(At(*p.pod, "metadata.labels"))) {
+            sel.Matches(ValueAt(*p.pod, "metadata.labels"))) {
           ++count;
         }
       }
@@ -303,7 +281,7 @@ std::string Filter(const PodQuery& q, const NodeInfo& n, const ClusterView& all)
     for (auto& [_, cnt] : counts) {
       min = std::min(min, cnt);
     }
-    int self = sel.Matches(At(pod, "metadata.labels")) ? 1 : 0;
+    int self = sel.Matches(ValueAt(pod, "metadata.labels")) ? 1 : 0;
     if (counts[n.Label(key)] + self - min > c.value("maxSkew", 1)) {
       return "node(s) didn't match pod topology spread constraints";
     }
@@ -341,7 +319,7 @@ int64_t Score(const PodQuery& q, const NodeInfo& n, const ClusterView& all) {
   // Image locality.
   const json& images = *n.images;
   if (!images.empty()) {
-    for (const auto& c : Arr(q.pod, "spec.containers")) {
+    for (const auto& c : ArrayAt(q.pod, "spec.containers")) {
       for (const auto& img : images) {
         for (const auto& name : img.value("names", json::array())) {
           if (name == c.value("image", "")) {
@@ -365,7 +343,7 @@ int64_t Score(const PodQuery& q, const NodeInfo& n, const ClusterView& all) {
         continue;
       }
       for (const auto& [_, p] : other->pod_map) {
-        if (sel.Matches(At(*p.pod, "metadata.labels"))) {
+        if (sel.Matches(ValueAt(*p.pod, "metadata.labels"))) {
           ++count;
         }
       }

@@ -30,17 +30,6 @@ bool Pending(const json& pod) {
          !Find(pod, "metadata.deletionTimestamp") && phase != "Succeeded" && phase != "Failed";
 }
 
-const json& Arr(const json& o, const char* path) {
-  static const json empty = json::array();
-  const json* v = Find(o, path);
-  return v && v->is_array() ? *v : empty;
-}
-
-bool Active(const json& pod) {
-  std::string phase = GetString(pod, "status.phase");
-  return phase != "Succeeded" && phase != "Failed";
-}
-
 class Scheduler {
  public:
   explicit Scheduler(std::shared_ptr<client::Client> c)
@@ -153,7 +142,7 @@ class Scheduler {
       Queue(client::KeyOf(*p));
     }
     // A pod that leaves a node (finishes or terminates) frees room.
-    if (!GetString(*p, "spec.nodeName").empty() && Active(*old) && !Active(*p)) {
+    if (!GetString(*p, "spec.nodeName").empty() && IsActive(*old) && !IsActive(*p)) {
       RetryUnschedulable();
     }
   }
@@ -170,7 +159,7 @@ class Scheduler {
     const json& pod = *obj;
     PodQuery q(pod);
     // A claim that is not bound yet keeps the pod waiting.
-    for (const auto& v : Arr(pod, "spec.volumes")) {
+    for (const auto& v : ArrayAt(pod, "spec.volumes")) {
       std::string claim = GetString(v, "persistentVolumeClaim.claimName");
       if (claim.empty()) {
         continue;

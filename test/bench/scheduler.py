@@ -87,6 +87,13 @@ class Watch:
         self.proc.kill()
         self.proc.wait()
 
+    def bind_rate(self, pods):
+        """Waits for `pods` bindings, stops; returns (first, last binding time, pods/s)."""
+        wait_for(lambda: len(self.bound) >= pods, timeout=900, interval=0.5, what="every pod bound")
+        self.stop()
+        first, last = min(self.bound.values()), max(self.bound.values())
+        return first, last, pods / max(1e-9, last - first)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,13 +142,11 @@ def main():
         w = Watch(c, "bench=live")
         time.sleep(1)
         created = create_pods("live")
-        wait_for(lambda: len(w.bound) >= args.pods, timeout=900, interval=0.5, what="every pod bound")
-        w.stop()
+        _, last_bind, rate = w.bind_rate(args.pods)
         first_create, last_create = min(created), max(created)
-        first_bind, last_bind = min(w.bound.values()), max(w.bound.values())
         print(f"{args.pods} pods created while scheduling: created in {last_create - first_create:.1f} s "
               f"({args.pods / max(1e-9, last_create - first_create):,.0f}/s), bound at "
-              f"{args.pods / max(1e-9, last_bind - first_bind):,.0f} pods/s (first to last binding), "
+              f"{rate:,.0f} pods/s (first to last binding), "
               f"all bound {last_bind - first_create:.1f} s after the first create", flush=True)
         delete_pods("live")
 
@@ -165,11 +170,9 @@ def main():
         waiting = len(w.bound)
         t = time.monotonic()
         coord.delete_namespaced_lease("kube-scheduler", "kube-system")
-        wait_for(lambda: len(w.bound) >= args.pods, timeout=900, interval=0.5, what="every pod bound")
-        w.stop()
-        first_bind, last_bind = min(w.bound.values()), max(w.bound.values())
+        first_bind, last_bind, rate = w.bind_rate(args.pods)
         print(f"{args.pods} pods waiting ({waiting} bound before the scheduler was let go): "
-              f"bound at {args.pods / max(1e-9, last_bind - first_bind):,.0f} pods/s (first to last "
+              f"bound at {rate:,.0f} pods/s (first to last "
               f"binding), the first {first_bind - t:.1f} s and the last {last_bind - t:.1f} s after the "
               f"Lease was released", flush=True)
         delete_pods("backlog")
