@@ -32,6 +32,8 @@ void DefaultStorageClass(json& obj);
 void DefaultPriorityClass(json& obj);
 void DefaultRoleBinding(json& obj);
 void DefaultIngress(json& obj);
+void DefaultReplicationController(json& obj);
+void DefaultHorizontalPodAutoscaler(json& obj);
 
 // Validation (validation.cc). Each appends causes with field paths.
 using Causes = std::vector<Cause>;
@@ -53,5 +55,8 @@ void ValidateStorageClass(const json& obj, const json* old, Causes& c);
 void ValidatePriorityClass(const json& obj, const json* old, Causes& c);
 void ValidatePodDisruptionBudget(const json& obj, const json* old, Causes& c);
 void ValidateEndpointSlice(const json& obj, const json* old, Causes& c);
+void ValidateReplicationController(const json& obj, const json* old, Causes& c);
+void ValidatePodTemplate(const json& obj, const json* old, Causes& c);
+void ValidateHorizontalPodAutoscaler(const json& obj, const json* old, Causes& c);
 
 }  // namespace minik::api

@@ -3,21 +3,20 @@
 
 #include <set>
 
-#include "api/builtin.h"
-#include "api/printers.h"
-#include "api/resources.h"
+#include "api/registration.h"
 #include "common/clock.h"
 
 namespace minik::api {
-namespace {
 
+namespace {
 const json kNothing = json::object();
+}  // namespace
 
 const json& At(const json& o, const char* dotted) {
   const json* v = Find(o, dotted);
   return v ? *v : kNothing;
 }
-std::string S(const json& o, const char* dotted, const std::string& def = "") {
+std::string S(const json& o, const char* dotted, const std::string& def) {
   const json* v = Find(o, dotted);
   if (!v || v->is_null()) {
     return def;
@@ -31,8 +30,7 @@ std::string AgeOf(const json& o) {
   return Age(At(o, "metadata.creationTimestamp"));
 }
 
-TableColumn Col(std::string name, std::string type = "string", int priority = 0,
-                std::string description = "") {
+TableColumn Col(std::string name, std::string type, int priority, std::string description) {
   return TableColumn{std::move(name), std::move(type), "", std::move(description), priority};
 }
 TableColumn NameCol() {
@@ -48,7 +46,6 @@ TableColumn AgeCol() {
              "was created.");
 }
 
-// Containers and images of a pod template, for the wide columns of workloads.
 std::pair<std::string, std::string> ContainersImages(const json& pod_spec) {
   std::string names, images;
   for (const auto& c : pod_spec.value("containers", json::array())) {
@@ -57,6 +54,8 @@ std::pair<std::string, std::string> ContainersImages(const json& pod_spec) {
   }
   return {names, images};
 }
+
+namespace {
 
 std::string ServicePorts(const json& svc) {
   std::string out;
@@ -334,6 +333,8 @@ std::string BindingSubjects(const json& rb, const std::string& kind) {
   return out;
 }
 
+}  // namespace
+
 std::vector<TableColumn> Cols(std::initializer_list<TableColumn> cols) {
   return cols;
 }
@@ -350,6 +351,7 @@ ResourceInfo R(std::string group, std::string version, std::string kind, std::st
     ch = static_cast<char>(std::tolower(ch));
   }
   r.namespaced = namespaced;
+  r.type_name = Package(r.group) + "." + r.version + "." + r.kind;
   r.columns = {NameCol(), AgeCol()};
   r.cells = [](const json& o) { return json{Name(o), AgeOf(o)}; };
   return r;
@@ -362,8 +364,6 @@ std::string Package(const std::string& group) {
   auto dot = group.find('.');
   return dot == std::string::npos ? group : group.substr(0, dot);
 }
-
-}  // namespace
 
 void RegisterBuiltinResources(ResourceRegistry& reg) {
   auto add = [&](ResourceInfo r) {
@@ -1004,6 +1004,9 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     add(r);
   }
 
+  RegisterCoreExtras(reg);
+  RegisterAutoscaling(reg);
+
   // ---- policy/v1 ----
   {
     auto r = R("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true);
@@ -1026,6 +1029,7 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
     };
     add(r);
   }
+  RegisterMoreGroups(reg);
 }
 
 }  // namespace minik::api

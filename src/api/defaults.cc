@@ -2,6 +2,7 @@
 // create strategies fill them, so objects read back exactly as on a real cluster.
 
 #include "api/builtin.h"
+#include "common/base64.h"
 
 namespace minik::api {
 namespace {
@@ -341,6 +342,25 @@ void DefaultService(json& obj) {
 
 void DefaultSecret(json& obj) {
   Def(obj, "type", "Opaque");
+  // `stringData` is write-only: Kubernetes merges it into `data` (base64) on
+  // every write, a key of `stringData` winning over the same key of `data`,
+  // and never stores or returns it.
+  auto it = obj.find("stringData");
+  if (it == obj.end()) {
+    return;
+  }
+  if (it->is_object()) {
+    json& data = Obj(obj, "data");
+    for (const auto& [k, v] : it->items()) {
+      if (v.is_string()) {
+        data[k] = base64::Encode(v.get<std::string>());
+      }
+    }
+    if (data.empty()) {
+      obj.erase("data");
+    }
+  }
+  obj.erase("stringData");
 }
 
 void DefaultNamespace(json& obj) {
@@ -411,6 +431,49 @@ void DefaultRoleBinding(json& obj) {
 
 void DefaultIngress(json& obj) {
   Obj(obj, "status");
+}
+
+void DefaultReplicationController(json& obj) {
+  json& spec = Obj(obj, "spec");
+  const json* labels = Find(obj, "spec.template.metadata.labels");
+  if (labels && labels->is_object() && !labels->empty()) {
+    if (!spec.contains("selector") || !spec["selector"].is_object() || spec["selector"].empty()) {
+      spec["selector"] = *labels;
+    }
+    json& meta = Obj(obj, "metadata");
+    if (!meta.contains("labels") || !meta["labels"].is_object() || meta["labels"].empty()) {
+      meta["labels"] = *labels;
+    }
+  }
+  Def(spec, "replicas", 1);
+  if (spec.contains("template") && spec["template"].is_object()) {
+    DefaultPodTemplate(spec["template"]);
+  }
+}
+
+void DefaultHorizontalPodAutoscaler(json& obj) {
+  // autoscaling/v2's defaults (the stored version): one replica at least,
+  // 80% of requested CPU as the target when no metric is given, and the
+  // scaling rules kube fills in when `behavior` is set.
+  json& spec = Obj(obj, "spec");
+  Def(spec, "minReplicas", 1);
+  if (!spec.contains("metrics") || !spec["metrics"].is_array() || spec["metrics"].empty()) {
+    spec["metrics"] = json::array(
+        {{{"type", "Resource"},
+          {"resource",
+           {{"name", "cpu"}, {"target", {{"type", "Utilization"}, {"averageUtilization", 80}}}}}}});
+  }
+  if (spec.contains("behavior") && spec["behavior"].is_object()) {
+    json& up = Obj(spec["behavior"], "scaleUp");
+    Def(up, "stabilizationWindowSeconds", 0);
+    Def(up, "selectPolicy", "Max");
+    Def(up, "policies", json::array({{{"type", "Pods"}, {"value", 4}, {"periodSeconds", 15}},
+                                     {{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}}}));
+    json& down = Obj(spec["behavior"], "scaleDown");
+    Def(down, "selectPolicy", "Max");
+    Def(down, "policies",
+        json::array({{{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}}}));
+  }
 }
 
 }  // namespace minik::api

@@ -22,6 +22,10 @@ std::string ResourceInfo::key(const std::string& ns, const std::string& name) co
   return key_prefix(namespaced ? ns : "") + name;
 }
 
+bool ResourceInfo::has_verb(const std::string& v) const {
+  return std::find(verbs.begin(), verbs.end(), v) != verbs.end();
+}
+
 const ResourceRegistry& ResourceRegistry::Builtin() {
   static const ResourceRegistry r = [] {
     ResourceRegistry reg;
@@ -59,13 +63,52 @@ const ResourceInfo* ResourceRegistry::FindKind(const std::string& api_version,
 }
 
 std::vector<std::string> ResourceRegistry::groups() const {
+  // kube-apiserver's order of the built-in groups (its group priorities),
+  // which is also the order kubectl resolves an ambiguous name in (`ev` is
+  // core's events before events.k8s.io's).
+  static const std::vector<std::string> kOrder = {
+      "",          "apiregistration.k8s.io",       "apps",
+      "events.k8s.io", "authentication.k8s.io",    "authorization.k8s.io",
+      "autoscaling",   "batch",                    "certificates.k8s.io",
+      "networking.k8s.io", "policy",               "rbac.authorization.k8s.io",
+      "storage.k8s.io",    "admissionregistration.k8s.io", "apiextensions.k8s.io",
+      "scheduling.k8s.io", "coordination.k8s.io",  "node.k8s.io",
+      "discovery.k8s.io",  "flowcontrol.apiserver.k8s.io"};
   std::vector<std::string> g;
   for (const auto& r : resources_) {
     if (std::find(g.begin(), g.end(), r.group) == g.end()) {
       g.push_back(r.group);
     }
   }
+  auto rank = [](const std::string& group) {
+    auto it = std::find(kOrder.begin(), kOrder.end(), group);
+    return it - kOrder.begin();
+  };
+  std::stable_sort(g.begin(), g.end(),
+                   [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
   return g;
+}
+
+std::vector<std::string> ResourceRegistry::versions(const std::string& group) const {
+  std::vector<std::string> v;
+  for (const auto& r : resources_) {
+    if (r.group == group && std::find(v.begin(), v.end(), r.version) == v.end()) {
+      v.push_back(r.version);
+    }
+  }
+  return v;
+}
+
+const ResourceInfo& ResourceRegistry::storage(const ResourceInfo& r) const {
+  if (!r.converted()) {
+    return r;
+  }
+  const ResourceInfo* s = FindKind(r.storage_api_version, r.kind);
+  if (!s) {
+    throw Error("resource " + r.group_resource() + " " + r.version + " is stored as " +
+                r.storage_api_version + " " + r.kind + ", which is not registered");
+  }
+  return *s;
 }
 
 }  // namespace minik::api

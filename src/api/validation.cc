@@ -1,6 +1,7 @@
 // Validation of the built-in kinds: the checks users meet most often on a real
 // cluster, with the same field paths and messages, so 422 answers read the same.
 
+#include <algorithm>
 #include <regex>
 #include <set>
 
@@ -765,6 +766,87 @@ void ValidateEndpointSlice(const json& obj, const json* old, Causes& c) {
     Required(c, "addressType");
   } else if (t != "IPv4" && t != "IPv6" && t != "FQDN") {
     NotSupported(c, "addressType", t, {"FQDN", "IPv4", "IPv6"});
+  }
+}
+
+void ValidateReplicationController(const json& obj, const json* old, Causes& c) {
+  const json& spec = Get(obj, "spec");
+  if (Present(spec, "minReadySeconds") &&
+      (!spec["minReadySeconds"].is_number_integer() || spec["minReadySeconds"].get<int64_t>() < 0)) {
+    Invalid(c, "spec.minReadySeconds", spec["minReadySeconds"], "must be greater than or equal to 0");
+  }
+  // The selector of a ReplicationController is a plain map of labels.
+  const json& selector = Get(spec, "selector");
+  bool has_selector = selector.is_object() && !selector.empty();
+  if (!has_selector) {
+    Required(c, "spec.selector");
+  }
+  ValidateReplicas(spec, "spec", c);
+  const json& tmpl = Get(spec, "template");
+  if (!tmpl.is_object()) {
+    Required(c, "spec.template");
+    return;
+  }
+  const json& labels = Get(Get(tmpl, "metadata"), "labels");
+  if (has_selector) {
+    bool matches = labels.is_object();
+    for (auto it = selector.begin(); matches && it != selector.end(); ++it) {
+      matches = labels.contains(it.key()) && labels[it.key()] == it.value();
+    }
+    if (!matches) {
+      Invalid(c, "spec.template.metadata.labels", labels.is_null() ? json::object() : labels,
+              "`selector` does not match template `labels`");
+    }
+  }
+  ValidatePodSpec(Get(tmpl, "spec"), "spec.template.spec", c, {"Always"});
+  if (Present(Get(tmpl, "spec"), "activeDeadlineSeconds")) {
+    Add(c, "FieldValueForbidden", "spec.template.spec.activeDeadlineSeconds",
+        "Forbidden: activeDeadlineSeconds in ReplicationController is not Supported");
+  }
+}
+
+void ValidatePodTemplate(const json& obj, const json* old, Causes& c) {
+  const json& tmpl = Get(obj, "template");
+  ValidatePodSpec(Get(tmpl, "spec"), "template.spec", c, {"Always", "OnFailure", "Never"});
+}
+
+void ValidateHorizontalPodAutoscaler(const json& obj, const json* old, Causes& c) {
+  const json& spec = Get(obj, "spec");
+  const json& ref = Get(spec, "scaleTargetRef");
+  if (Str(ref, "kind").empty()) {
+    Required(c, "spec.scaleTargetRef.kind");
+  }
+  if (Str(ref, "name").empty()) {
+    Required(c, "spec.scaleTargetRef.name");
+  }
+  int64_t min = 1;
+  if (Present(spec, "minReplicas")) {
+    if (!spec["minReplicas"].is_number_integer() || spec["minReplicas"].get<int64_t>() < 1) {
+      Invalid(c, "spec.minReplicas", spec["minReplicas"], "must be greater than or equal to 1");
+    } else {
+      min = spec["minReplicas"].get<int64_t>();
+    }
+  }
+  const json& max = Get(spec, "maxReplicas");
+  if (!max.is_number_integer() || max.get<int64_t>() < 1) {
+    Invalid(c, "spec.maxReplicas", max.is_null() ? json(0) : max,
+            "must be greater than or equal to 1");
+  } else if (max.get<int64_t>() < min) {
+    Invalid(c, "spec.maxReplicas", max, "must be greater than or equal to `minReplicas`");
+  }
+  const json& metrics = Get(spec, "metrics");
+  if (metrics.is_array()) {
+    for (size_t i = 0; i < metrics.size(); ++i) {
+      std::string type = Str(metrics[i], "type");
+      std::string path = "spec.metrics[" + std::to_string(i) + "]";
+      static const std::vector<std::string> kTypes = {"ContainerResource", "External", "Object",
+                                                       "Pods", "Resource"};
+      if (type.empty()) {
+        Required(c, path + ".type");
+      } else if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {
+        NotSupported(c, path + ".type", type, kTypes);
+      }
+    }
   }
 }
 

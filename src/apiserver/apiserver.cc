@@ -27,11 +27,24 @@ namespace {
 
 const char* kJson = "application/json";
 
+}  // namespace
+
+const api::Encoder& ApiEncoder() {
+  static const api::Encoder encoder(
+      api::TypeTable::Builtin(), [](const std::string& api_version, const std::string& kind) {
+        const api::ResourceInfo* r = api::ResourceRegistry::Builtin().FindKind(api_version, kind);
+        return r ? r->type_name : std::string();
+      });
+  return encoder;
+}
+
+namespace {
+
 void WriteJson(http::ResponseWriter& w, int code, const json& body,
                const std::string& content_type = kJson, http::Headers extra = {}) {
   extra["Content-Type"] = content_type;
   extra["Cache-Control"] = "no-cache, private";
-  w.Send(code, extra, body.dump());
+  w.Send(code, extra, ApiEncoder().Encode(body));
 }
 
 void WriteStatus(http::ResponseWriter& w, const StatusError& e) {
@@ -89,6 +102,31 @@ void RejectYamlDuplicates(const Decoded& d) {
     msg += (i ? ", " : "") + ("\"" + (k.size() && k[0] == '.' ? k.substr(1) : k) + "\"");
   }
   throw BadRequest(msg);
+}
+
+// A body that does not decode as the kind a request needs, in Kubernetes'
+// words: what was wrong, then the start of the body (as text when it looks
+// like JSON, else in hex) so the user sees what was sent.
+StatusError Unrecognized(const std::string& kind, const std::string& why,
+                         const std::string& body) {
+  constexpr size_t kMax = 30;
+  std::string summary;
+  if (body.empty()) {
+    summary = "<empty>";
+  } else if (body[0] == '{') {
+    summary = body.size() > kMax ? body.substr(0, kMax) + " ..." : body;
+  } else {
+    static const char* hex = "0123456789abcdef";
+    for (size_t i = 0; i < std::min(body.size(), kMax); ++i) {
+      summary += hex[static_cast<unsigned char>(body[i]) >> 4];
+      summary += hex[static_cast<unsigned char>(body[i]) & 0xf];
+    }
+    if (body.size() > kMax) {
+      summary += " ...";
+    }
+  }
+  return BadRequest("the object provided is unrecognized (must be of type " + kind + "): " + why +
+                    " (" + summary + ")");
 }
 
 ListRequest ParseList(const http::Request& req) {
@@ -185,7 +223,7 @@ uint16_t ApiServer::Start() {
     const char* reason = status == 413   ? "RequestEntityTooLarge"
                          : status == 429 ? "TooManyRequests"
                                          : "BadRequest";
-    return StatusError(status, reason, message).ToStatus().dump();
+    return ApiEncoder().Encode(StatusError(status, reason, message).ToStatus());
   };
   server_ = std::make_unique<http::Server>(
       ho, [this](http::Request& req, http::ResponseWriter& w) { Handle(req, w); });
@@ -299,16 +337,18 @@ void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {
       return;
     }
     if (p == "/version") {
-      WriteJson(w, 200,
-                {{"major", "1"},
-                 {"minor", "32"},
-                 {"gitVersion", "v1.32.0"},
-                 {"gitCommit", "minik"},
-                 {"gitTreeState", "clean"},
-                 {"buildDate", "2026-11-27T00:00:00Z"},
-                 {"goVersion", "minik (C++20)"},
-                 {"compiler", "gc"},
-                 {"platform", "linux/amd64"}});
+      // kube-apiserver writes version.Info indented, in its struct's order,
+      // without a trailing newline.
+      nlohmann::ordered_json v = {{"major", "1"},
+                                  {"minor", "32"},
+                                  {"gitVersion", "v1.32.0"},
+                                  {"gitCommit", "minik"},
+                                  {"gitTreeState", "clean"},
+                                  {"buildDate", "2026-11-27T00:00:00Z"},
+                                  {"goVersion", "minik (C++20)"},
+                                  {"compiler", "gc"},
+                                  {"platform", "linux/amd64"}};
+      w.Send(200, {{"Content-Type", kJson}, {"Cache-Control", "no-cache, private"}}, v.dump(2));
       return;
     }
     std::string auth = req.Header("Authorization");
@@ -462,11 +502,6 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
     version = segs[1];
     rest = 2;
   } else if (segs[0] == "apis") {
-    if (segs.size() == 4 && segs[1] == "authentication.k8s.io" && segs[2] == "v1" &&
-        (segs[3] == "selfsubjectreviews" || segs[3] == "tokenreviews")) {
-      ServeAuthentication(req, w, segs[3]);
-      return;
-    }
     if (segs.size() == 1) {
       discovery(neg.aggregated_discovery
                     ? AggregatedDiscovery(registry_, false, neg.discovery_version)
@@ -574,13 +609,25 @@ json ApiServer::DecodeTyped(const http::Request& req, const std::string& api_ver
       throw BadRequest(std::string("invalid protobuf body: ") + e.what());
     }
   } else if (media == "application/json" || media.empty()) {
-    Decoded d = ParseJson(req.body);
-    obj = std::move(d.value);
-    duplicates = std::move(d.duplicate_keys);
+    try {
+      Decoded d = ParseJson(req.body);
+      obj = std::move(d.value);
+      duplicates = std::move(d.duplicate_keys);
+    } catch (const ParseError& e) {
+      throw Unrecognized(kind_want, std::string("couldn't get version/kind; json parse error: ") +
+                                        e.what(),
+                         req.body);
+    }
   } else if (media == "application/yaml" || media == "application/x-yaml" || media == "text/yaml") {
-    Decoded d = ParseYaml(req.body);
-    RejectYamlDuplicates(d);
-    obj = std::move(d.value);
+    try {
+      Decoded d = ParseYaml(req.body);
+      RejectYamlDuplicates(d);
+      obj = std::move(d.value);
+    } catch (const ParseError& e) {
+      throw Unrecognized(kind_want, std::string("couldn't get version/kind; yaml parse error: ") +
+                                        e.what(),
+                         req.body);
+    }
   } else {
     throw api::UnsupportedMediaType(
         "the body of the request was in an unknown format - accepted "
@@ -588,17 +635,25 @@ json ApiServer::DecodeTyped(const http::Request& req, const std::string& api_ver
         "application/vnd.kubernetes.protobuf");
   }
   if (!obj.is_object()) {
-    throw BadRequest("the request body must be an object");
+    throw Unrecognized(kind_want,
+                       "couldn't get version/kind; json parse error: the body is not an object",
+                       req.body);
   }
   std::string av = obj.value("apiVersion", "");
   std::string kind = obj.value("kind", "");
+  if (!kind.empty() && kind != kind_want) {
+    // Kubernetes decodes the body as the kind it names, then fails to convert it.
+    std::string version = av.substr(av.find('/') == std::string::npos ? 0 : av.find('/') + 1);
+    std::string want_group = api_version.find('/') == std::string::npos
+                                 ? "core"
+                                 : api_version.substr(0, api_version.find_first_of("./"));
+    throw BadRequest(kind + " in version \"" + version + "\" cannot be handled as a " + kind_want +
+                     ": converting (" + version + "." + kind + ") to (" + want_group + "." +
+                     kind_want + "): unknown conversion");
+  }
   if (!av.empty() && av != api_version) {
     throw BadRequest("the API version in the data (" + av +
                      ") does not match the expected API version (" + api_version + ")");
-  }
-  if (!kind.empty() && kind != kind_want) {
-    throw BadRequest("the kind in the data (" + kind + ") does not match the expected kind (" +
-                     kind_want + ")");
   }
   api::FieldProblems problems = api::CheckFields(types_, type_name, obj);
   if (!problems.errors.empty()) {
@@ -650,6 +705,23 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
       WriteJson(w, code, obj);
     }
   };
+  if (sub.empty()) {
+    std::string verb = m == "GET"      ? (name.empty() ? (Truthy(req.Param("watch")) ? "watch" : "list")
+                                                       : "get")
+                       : m == "POST"   ? "create"
+                       : m == "PUT"    ? "update"
+                       : m == "PATCH"  ? "patch"
+                       : m == "DELETE" ? (name.empty() ? "deletecollection" : "delete")
+                                       : "";
+    if (!r.has_verb(verb)) {
+      throw api::MethodNotAllowed(
+          "the server does not allow this method on the requested resource");
+    }
+  }
+  if (r.virtual_resource) {
+    ServeVirtual(req, w, r, ns, name);
+    return;
+  }
   if (sub == "scale") {
     ServeScale(req, w, r, ns, name);
     return;
@@ -687,48 +759,7 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
       return;
     }
     if (!name.empty() && sub == "binding" && r.plural == "pods") {
-      json binding = ParseJson(req.body).value;
-      std::string node = GetString(binding, "target.name");
-      if (node.empty()) {
-        throw api::Invalid("", "Binding", name,
-                           {{"FieldValueRequired", "Required value", "target.name"}});
-      }
-      // One write sets spec.nodeName and the PodScheduled condition, so nothing
-      // the kubelet writes in between is lost; a concurrent change retries.
-      for (int attempt = 0;; ++attempt) {
-        json pod = storage_->Get(r, ns, name);
-        std::string uid = GetString(binding, "metadata.uid");
-        if (!uid.empty() && uid != GetString(pod, "metadata.uid")) {
-          throw api::Conflict("", "pods/binding", name, "the pod's UID does not match the binding");
-        }
-        if (!GetString(pod, "spec.nodeName").empty()) {
-          throw api::Conflict("", "pods/binding", name,
-                              "pod " + name + " is already assigned to node \"" +
-                                  GetString(pod, "spec.nodeName") + "\"");
-        }
-        pod["spec"]["nodeName"] = node;
-        json conditions = json::array();
-        if (const json* cs = Find(pod, "status.conditions"); cs && cs->is_array()) {
-          for (const auto& c : *cs) {
-            if (c.value("type", "") != "PodScheduled") {
-              conditions.push_back(c);
-            }
-          }
-        }
-        conditions.push_back({{"type", "PodScheduled"},
-                              {"status", "True"},
-                              {"lastProbeTime", nullptr},
-                              {"lastTransitionTime", FormatTime(Now())}});
-        pod["status"]["conditions"] = conditions;
-        try {
-          storage_->Update(r, ns, name, pod, "binding", wo);
-          break;
-        } catch (const StatusError& e) {
-          if (e.code() != 409 || attempt >= 16) {
-            throw;
-          }
-        }
-      }
+      BindPod(ns, name, ParseJson(req.body).value, wo);
       WriteJson(w, 201, api::StatusSuccess());
       return;
     }
@@ -871,6 +902,164 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
   throw api::MethodNotAllowed("the server does not allow this method on the requested resource");
 }
 
+void ApiServer::BindPod(const std::string& ns, const std::string& name, const json& binding,
+                        const WriteOptions& wo) {
+  const api::ResourceInfo& r = *registry_.Find("", "v1", "pods");
+  std::string node = GetString(binding, "target.name");
+  if (node.empty()) {
+    throw api::Invalid("", "Binding", name,
+                       {{"FieldValueRequired", "Required value", "target.name"}});
+  }
+  // One write sets spec.nodeName and the PodScheduled condition, so nothing
+  // the kubelet writes in between is lost; a concurrent change retries.
+  for (int attempt = 0;; ++attempt) {
+    json pod = storage_->Get(r, ns, name);
+    std::string uid = GetString(binding, "metadata.uid");
+    if (!uid.empty() && uid != GetString(pod, "metadata.uid")) {
+      throw api::Conflict("", "pods/binding", name, "the pod's UID does not match the binding");
+    }
+    if (!GetString(pod, "spec.nodeName").empty()) {
+      throw api::Conflict("", "pods/binding", name,
+                          "pod " + name + " is already assigned to node \"" +
+                              GetString(pod, "spec.nodeName") + "\"");
+    }
+    pod["spec"]["nodeName"] = node;
+    json conditions = json::array();
+    if (const json* cs = Find(pod, "status.conditions"); cs && cs->is_array()) {
+      for (const auto& c : *cs) {
+        if (c.value("type", "") != "PodScheduled") {
+          conditions.push_back(c);
+        }
+      }
+    }
+    conditions.push_back({{"type", "PodScheduled"},
+                          {"status", "True"},
+                          {"lastProbeTime", nullptr},
+                          {"lastTransitionTime", FormatTime(Now())}});
+    pod["status"]["conditions"] = conditions;
+    try {
+      storage_->Update(r, ns, name, pod, "binding", wo);
+      return;
+    } catch (const StatusError& e) {
+      if (e.code() != 409 || attempt >= 16) {
+        throw;
+      }
+    }
+  }
+}
+
+void ApiServer::ServeVirtual(http::Request& req, http::ResponseWriter& w,
+                             const api::ResourceInfo& r, const std::string& ns,
+                             const std::string& name) {
+  if (r.group == "authentication.k8s.io") {
+    ServeAuthentication(req, w, r.plural);
+    return;
+  }
+  if (r.group == "authorization.k8s.io") {
+    ServeAuthorization(req, w, r, ns);
+    return;
+  }
+  if (r.group.empty() && r.plural == "bindings") {
+    // The older form of pods/binding: the Binding names the pod.
+    json binding = DecodeTyped(req, "v1", "Binding", "core.v1.Binding", false);
+    std::string pod = GetString(binding, "metadata.name");
+    if (pod.empty()) {
+      throw api::Invalid("", "Binding", "",
+                         {{"FieldValueRequired", "Required value: name or generateName is required",
+                           "metadata.name"}});
+    }
+    WriteOptions wo;
+    wo.dry_run = req.Param("dryRun") == "All";
+    BindPod(ns, pod, binding, wo);
+    WriteJson(w, 201, api::StatusSuccess());
+    return;
+  }
+  if (r.group.empty() && r.plural == "componentstatuses") {
+    // What kube-apiserver reports: the scheduler, the controller manager and
+    // the store. The two components are healthy while their leader leases are
+    // renewed (they renew every few seconds).
+    const api::ResourceInfo* leases = registry_.Find("coordination.k8s.io", "v1", "leases");
+    auto lease_status = [&](const std::string& lease) -> std::pair<bool, std::string> {
+      try {
+        json l = storage_->Get(*leases, "kube-system", lease);
+        std::string renew = GetString(l, "spec.renewTime");
+        int64_t duration = 15;
+        if (const json* d = Find(l, "spec.leaseDurationSeconds"); d && d->is_number_integer()) {
+          duration = d->get<int64_t>();
+        }
+        SystemTime t;
+        if (ParseTime(renew, &t) && Now() - t < std::chrono::seconds(duration * 2)) {
+          return {true, "ok"};
+        }
+        return {false, "leader lease " + lease + " was last renewed at " + renew};
+      } catch (const StatusError&) {
+        return {false, "no leader lease " + lease + ": the component is not running"};
+      }
+    };
+    auto status = [](const std::string& component, bool healthy, const std::string& message) {
+      json cond = {{"type", "Healthy"}, {"status", healthy ? "True" : "False"}};
+      cond[healthy ? "message" : "error"] = message;
+      return json{{"kind", "ComponentStatus"},
+                  {"apiVersion", "v1"},
+                  {"metadata", {{"name", component}}},
+                  {"conditions", json::array({cond})}};
+    };
+    json items = json::array();
+    auto [sched_ok, sched_msg] = lease_status("kube-scheduler");
+    items.push_back(status("scheduler", sched_ok, sched_msg));
+    auto [cm_ok, cm_msg] = lease_status("kube-controller-manager");
+    items.push_back(status("controller-manager", cm_ok, cm_msg));
+    items.push_back(status("etcd-0", true, "ok (minik's " + opts_.store + " store)"));
+    if (!name.empty()) {
+      for (const auto& item : items) {
+        if (GetString(item, "metadata.name") == name) {
+          WriteJson(w, 200, item);
+          return;
+        }
+      }
+      throw api::NotFound("", "componentstatuses", name);
+    }
+    Negotiated neg = Negotiate(req.Header("Accept"));
+    if (neg.table) {
+      WriteJson(w, 200,
+                BuildTable(r, items, json::object(), req.Param("includeObject"), neg.table_version));
+      return;
+    }
+    WriteJson(w, 200,
+              {{"kind", "ComponentStatusList"},
+               {"apiVersion", "v1"},
+               {"metadata", json::object()},
+               {"items", items}});
+    return;
+  }
+  throw StatusError(404, "NotFound", "the server could not find the requested resource");
+}
+
+void ApiServer::ServeAuthorization(http::Request& req, http::ResponseWriter& w,
+                                   const api::ResourceInfo& r, const std::string& ns) {
+  json body = DecodeBody(req, r, false);
+  json out = {{"apiVersion", r.api_version()},
+              {"kind", r.kind},
+              {"metadata", {{"creationTimestamp", nullptr}}},
+              {"spec", body.value("spec", json::object())}};
+  if (r.namespaced) {
+    out["metadata"]["namespace"] = ns;
+  }
+  // minik does not enforce authorization yet: every authenticated user may
+  // do everything, and the reviews say so rather than guess at RBAC.
+  const char* why = "minik does not enforce authorization: every authenticated user is allowed";
+  if (r.plural == "selfsubjectrulesreviews") {
+    out["status"] = {
+        {"resourceRules",
+         {{{"verbs", {"*"}}, {"apiGroups", {"*"}}, {"resources", {"*"}}}}},
+        {"nonResourceRules", {{{"verbs", {"*"}}, {"nonResourceURLs", {"*"}}}}},
+        {"incomplete", false}};
+  } else {
+    out["status"] = {{"allowed", true}, {"reason", why}};
+  }
+  WriteJson(w, 201, out);
+}
+
 void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
                            const std::string& ns, const std::string& name) {
   auto to_scale = [&](const json& obj) {
@@ -980,7 +1169,7 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
   if (initial && !(rv.size() && rv != "0" && !Truthy(req.Param("sendInitialEvents")))) {
     store::ListResult lr2 = store_->List(prefix);
     for (const auto& kv : lr2.items) {
-      json obj = RestStorage::Decode(kv);
+      json obj = RestStorage::Present(r, RestStorage::Decode(kv));
       if (matches(obj)) {
         initial_objects.push_back(std::move(obj));
       }
@@ -1012,7 +1201,11 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
       json lm = {{"resourceVersion", GetString(obj, "metadata.resourceVersion")}};
       o = BuildTable(r, json::array({obj}), lm, req.Param("includeObject"), neg.table_version);
     }
-    return json{{"type", type}, {"object", o}}.dump() + "\n";
+    std::string line = "{\"type\":\"";
+    line += type;
+    line += "\",\"object\":";
+    ApiEncoder().Append(o, line);
+    return line + "}\n";
   };
   if (expired) {
     w.WriteChunk(render("ERROR", expired->ToStatus()));
@@ -1062,9 +1255,9 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
                : e.prev                              ? "MODIFIED"
                                                      : "ADDED";
       } else {
-        cur = encoded_.Object(e.kv);
+        cur = encoded_.Object(e.kv, r);
         bool now = e.type == store::Event::Type::kPut && matches(*cur);
-        bool before = e.prev && matches(*encoded_.Object(*e.prev));
+        bool before = e.prev && matches(*encoded_.Object(*e.prev, r));
         type = e.type == store::Event::Type::kDelete ? (before ? "DELETED" : nullptr)
                : now && before                       ? "MODIFIED"
                : now                                 ? "ADDED"
@@ -1075,13 +1268,13 @@ void ApiServer::ServeWatch(http::Request& req, http::ResponseWriter& w, const ap
         continue;
       }
       if (neg.table) {
-        out += render(type, *encoded_.Object(e.kv));
+        out += render(type, *encoded_.Object(e.kv, r));
       } else {
         // The object's text is shared by every watch of it.
         out += "{\"type\":\"";
         out += type;
         out += "\",\"object\":";
-        out += *encoded_.Text(e.kv);
+        out += *encoded_.Text(e.kv, r);
         out += "}\n";
       }
     }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "api/encode.h"
 #include "api/resources.h"
 #include "api/types.h"
 #include "apiserver/auth.h"
@@ -57,6 +58,15 @@ class ApiServer {
                    const std::string& kind, const std::string& type_name, bool strict_default);
   // authentication.k8s.io: selfsubjectreviews and tokenreviews (create only).
   void ServeAuthentication(http::Request& req, http::ResponseWriter& w, const std::string& what);
+  // Resources that are not stored: reviews, bindings, component statuses.
+  void ServeVirtual(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                    const std::string& ns, const std::string& name);
+  // authorization.k8s.io reviews (create only).
+  void ServeAuthorization(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
+                          const std::string& ns);
+  // Binds pod `name` to the node a Binding names (pods/binding and bindings).
+  void BindPod(const std::string& ns, const std::string& name, const json& binding,
+               const WriteOptions& wo);
 
   Options opts_;
   const api::ResourceRegistry& registry_;
@@ -69,6 +79,9 @@ class ApiServer {
   std::atomic<bool> ready_{false};
   uint16_t port_ = 0;
 };
+
+// The encoder of every body the API server writes (upstream's field order).
+const api::Encoder& ApiEncoder();
 
 // The Accept header, parsed for what the API server can answer.
 struct Negotiated {

@@ -9,9 +9,6 @@
 namespace minik::apiserver {
 namespace {
 
-const std::vector<std::string> kVerbs = {"create", "delete", "deletecollection", "get",
-                                         "list",   "patch",  "update",           "watch"};
-
 struct SubresourceInfo {
   std::string group, version, kind;
   std::vector<std::string> verbs;
@@ -24,14 +21,20 @@ SubresourceInfo Subresource(const api::ResourceInfo& r, const std::string& sub) 
   if (sub == "binding") {
     return {"", "v1", "Binding", {"create"}};
   }
+  if (sub == "eviction") {
+    return {"policy", "v1", "Eviction", {"create"}};
+  }
   if (sub == "log") {
     return {"", "v1", "Pod", {"get"}};
   }
   if (sub == "exec" || sub == "attach") {
-    return {"", "v1", "PodExecOptions", {"create", "get"}};
+    return {"", "v1", sub == "exec" ? "PodExecOptions" : "PodAttachOptions", {"create", "get"}};
   }
   if (sub == "portforward") {
     return {"", "v1", "PodPortForwardOptions", {"create", "get"}};
+  }
+  if (sub == "proxy") {
+    return {"", "v1", r.kind + "ProxyOptions", {"create", "delete", "get", "patch", "update"}};
   }
   if (sub == "token") {
     return {"authentication.k8s.io", "v1", "TokenRequest", {"create"}};
@@ -42,13 +45,20 @@ SubresourceInfo Subresource(const api::ResourceInfo& r, const std::string& sub) 
   return {r.group, r.version, r.kind, {"get", "patch", "update"}};
 }
 
-std::string Version(const api::ResourceRegistry& reg, const std::string& group) {
+// The resources of one group-version, in discovery's order (by name).
+std::vector<const api::ResourceInfo*> Resources(const api::ResourceRegistry& reg,
+                                                const std::string& group,
+                                                const std::string& version) {
+  std::vector<const api::ResourceInfo*> out;
   for (const auto& r : reg.all()) {
-    if (r.group == group) {
-      return r.version;
+    if (r.group == group && r.version == version) {
+      out.push_back(&r);
     }
   }
-  return "v1";
+  std::sort(out.begin(), out.end(), [](const api::ResourceInfo* a, const api::ResourceInfo* b) {
+    return a->plural < b->plural;
+  });
+  return out;
 }
 
 }  // namespace
@@ -111,13 +121,15 @@ json DiscoveryApiVersions(const std::string& server_address) {
 }
 
 json DiscoveryGroup(const api::ResourceRegistry& reg, const std::string& group) {
-  std::string v = Version(reg, group);
-  json gv = {{"groupVersion", group + "/" + v}, {"version", v}};
+  json versions = json::array();
+  for (const auto& v : reg.versions(group)) {
+    versions.push_back({{"groupVersion", group + "/" + v}, {"version", v}});
+  }
   return {{"kind", "APIGroup"},
           {"apiVersion", "v1"},
           {"name", group},
-          {"versions", {gv}},
-          {"preferredVersion", gv}};
+          {"versions", versions},
+          {"preferredVersion", versions.empty() ? json::object() : versions[0]}};
 }
 
 json DiscoveryGroupList(const api::ResourceRegistry& reg) {
@@ -137,15 +149,13 @@ json DiscoveryGroupList(const api::ResourceRegistry& reg) {
 json DiscoveryResourceList(const api::ResourceRegistry& reg, const std::string& group,
                            const std::string& version) {
   json resources = json::array();
-  for (const auto& r : reg.all()) {
-    if (r.group != group || r.version != version) {
-      continue;
-    }
+  for (const api::ResourceInfo* rp : Resources(reg, group, version)) {
+    const api::ResourceInfo& r = *rp;
     json e = {{"name", r.plural},
               {"singularName", r.singular},
               {"namespaced", r.namespaced},
               {"kind", r.kind},
-              {"verbs", kVerbs}};
+              {"verbs", r.verbs}};
     if (!r.short_names.empty()) {
       e["shortNames"] = r.short_names;
     }
@@ -153,7 +163,9 @@ json DiscoveryResourceList(const api::ResourceRegistry& reg, const std::string& 
       e["categories"] = r.categories;
     }
     resources.push_back(e);
-    for (const auto& sub : r.subresources) {
+    std::vector<std::string> subs = r.subresources;
+    std::sort(subs.begin(), subs.end());
+    for (const auto& sub : subs) {
       SubresourceInfo s = Subresource(r, sub);
       json se = {{"name", r.plural + "/" + sub},
                  {"singularName", ""},
@@ -181,39 +193,40 @@ json AggregatedDiscovery(const api::ResourceRegistry& reg, bool core, const std:
     if (g.empty() != core) {
       continue;
     }
-    std::string v = Version(reg, g);
-    json resources = json::array();
-    for (const auto& r : reg.all()) {
-      if (r.group != g) {
-        continue;
-      }
-      json e = {{"resource", r.plural},
-                {"responseKind", {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}},
-                {"scope", r.namespaced ? "Namespaced" : "Cluster"},
-                {"singularResource", r.singular},
-                {"verbs", kVerbs}};
-      if (!r.short_names.empty()) {
-        e["shortNames"] = r.short_names;
-      }
-      if (!r.categories.empty()) {
-        e["categories"] = r.categories;
-      }
-      if (!r.subresources.empty()) {
-        json subs = json::array();
-        for (const auto& sub : r.subresources) {
-          SubresourceInfo s = Subresource(r, sub);
-          subs.push_back(
-              {{"subresource", sub},
-               {"responseKind", {{"group", s.group}, {"version", s.version}, {"kind", s.kind}}},
-               {"verbs", s.verbs}});
+    json versions = json::array();
+    for (const auto& v : reg.versions(g)) {
+      json resources = json::array();
+      for (const api::ResourceInfo* rp : Resources(reg, g, v)) {
+        const api::ResourceInfo& r = *rp;
+        json e = {{"resource", r.plural},
+                  {"responseKind", {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}},
+                  {"scope", r.namespaced ? "Namespaced" : "Cluster"},
+                  {"singularResource", r.singular},
+                  {"verbs", r.verbs}};
+        if (!r.short_names.empty()) {
+          e["shortNames"] = r.short_names;
         }
-        e["subresources"] = subs;
+        if (!r.categories.empty()) {
+          e["categories"] = r.categories;
+        }
+        if (!r.subresources.empty()) {
+          std::vector<std::string> subs = r.subresources;
+          std::sort(subs.begin(), subs.end());
+          json sj = json::array();
+          for (const auto& sub : subs) {
+            SubresourceInfo s = Subresource(r, sub);
+            sj.push_back(
+                {{"subresource", sub},
+                 {"responseKind", {{"group", s.group}, {"version", s.version}, {"kind", s.kind}}},
+                 {"verbs", s.verbs}});
+          }
+          e["subresources"] = sj;
+        }
+        resources.push_back(e);
       }
-      resources.push_back(e);
+      versions.push_back({{"version", v}, {"resources", resources}, {"freshness", "Current"}});
     }
-    json item = {
-        {"metadata", {{"creationTimestamp", nullptr}}},
-        {"versions", {{{"version", v}, {"resources", resources}, {"freshness", "Current"}}}}};
+    json item = {{"metadata", {{"creationTimestamp", nullptr}}}, {"versions", versions}};
     if (!g.empty()) {
       item["metadata"]["name"] = g;
     }

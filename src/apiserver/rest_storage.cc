@@ -9,6 +9,7 @@
 #include "api/patch.h"
 #include "api/status.h"
 #include "api/validation.h"
+#include "apiserver/apiserver.h"
 #include "apiserver/auth.h"
 #include "common/base64.h"
 #include "common/clock.h"
@@ -108,8 +109,21 @@ json RestStorage::Decode(const store::KeyValue& kv) {
   return obj;
 }
 
-EncodedObjects::Entry& EncodedObjects::Find(const store::KeyValue& kv) {
+json RestStorage::Present(const ResourceInfo& r, json stored) {
+  if (!r.converted() || !r.from_storage) {
+    return stored;
+  }
+  json obj = r.from_storage(stored);
+  obj["apiVersion"] = r.api_version();
+  obj["kind"] = r.kind;
+  return obj;
+}
+
+EncodedObjects::Entry& EncodedObjects::Find(const store::KeyValue& kv, const ResourceInfo& r) {
   std::string id = std::to_string(kv.mod_revision) + "/" + kv.key;
+  if (r.converted()) {
+    id += "@" + r.api_version();
+  }
   auto [it, added] = map_.try_emplace(id);
   if (added) {
     order_.push_back(std::move(id));
@@ -121,33 +135,37 @@ EncodedObjects::Entry& EncodedObjects::Find(const store::KeyValue& kv) {
   return it->second;
 }
 
-std::shared_ptr<const json> EncodedObjects::Object(const store::KeyValue& kv) {
+std::shared_ptr<const json> EncodedObjects::Object(const store::KeyValue& kv,
+                                                   const ResourceInfo& r) {
   {
     std::lock_guard lock(mu_);
-    if (auto& e = Find(kv); e.object) {
+    if (auto& e = Find(kv, r); e.object) {
       return e.object;
     }
   }
   // Decoded without the lock: two watches may both decode a revision once.
-  auto obj = std::make_shared<const json>(RestStorage::Decode(kv));
+  auto obj = std::make_shared<const json>(RestStorage::Present(r, RestStorage::Decode(kv)));
   std::lock_guard lock(mu_);
-  auto& e = Find(kv);
+  auto& e = Find(kv, r);
   if (!e.object) {
     e.object = obj;
   }
   return e.object;
 }
 
-std::shared_ptr<const std::string> EncodedObjects::Text(const store::KeyValue& kv) {
+std::shared_ptr<const std::string> EncodedObjects::Text(const store::KeyValue& kv,
+                                                        const ResourceInfo& r) {
   {
     std::lock_guard lock(mu_);
-    if (auto& e = Find(kv); e.text) {
+    if (auto& e = Find(kv, r); e.text) {
       return e.text;
     }
   }
-  auto text = std::make_shared<const std::string>(Object(kv)->dump());
+  std::string encoded;
+  ApiEncoder().Append(*Object(kv, r), encoded);
+  auto text = std::make_shared<const std::string>(std::move(encoded));
   std::lock_guard lock(mu_);
-  auto& e = Find(kv);
+  auto& e = Find(kv, r);
   if (!e.text) {
     e.text = text;
   }
@@ -161,7 +179,7 @@ json RestStorage::Read(const ResourceInfo& r, const std::string& ns, const std::
     if (revision) {
       *revision = kv.mod_revision;
     }
-    return Decode(kv);
+    return Present(r, Decode(kv));
   } catch (const store::NotFound&) {
     throw api::NotFound(r.group, r.plural, name);
   }
@@ -203,7 +221,7 @@ json RestStorage::List(const ResourceInfo& r, const std::string& ns, const ListR
   }
   json items = json::array();
   for (const auto& kv : res.items) {
-    items.push_back(Decode(kv));
+    items.push_back(Present(r, Decode(kv)));
   }
   std::string kind = r.kind + "List";
   json list = {{"kind", kind},
@@ -351,6 +369,19 @@ void RestStorage::Admit(const ResourceInfo& r, json& obj, const json* old) {
   }
 }
 
+void RestStorage::AdmitDelete(const ResourceInfo& r, const json& obj) {
+  // NamespaceLifecycle: the namespaces every cluster relies on cannot be
+  // deleted (dry runs included, as admission runs for them too).
+  if (r.group.empty() && r.plural == "namespaces") {
+    std::string name = GetString(obj, "metadata.name");
+    if (name == "default" || name == "kube-system" || name == "kube-public") {
+      throw StatusError(403, "Forbidden",
+                        "namespaces \"" + name + "\" is forbidden: this namespace may not be deleted",
+                        json{{"name", name}, {"kind", "namespaces"}});
+    }
+  }
+}
+
 void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
   json& spec = svc["spec"];
   std::string type = spec.value("type", "ClusterIP");
@@ -484,8 +515,19 @@ void RestStorage::AllocateServiceAddresses(json& svc, const json* old) {
   }
 }
 
+json RestStorage::ToStorage(const ResourceInfo& r, const json& obj) const {
+  const ResourceInfo& sr = registry_.storage(r);
+  json stored = r.to_storage ? r.to_storage(obj) : obj;
+  stored["apiVersion"] = sr.api_version();
+  stored["kind"] = sr.kind;
+  return stored;
+}
+
 json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
                          const WriteOptions& o) {
+  if (r.converted()) {
+    return Present(r, Create(registry_.storage(r), ns, ToStorage(r, obj), o));
+  }
   std::unique_lock<std::mutex> alloc_lock;
   if (r.group.empty() && r.plural == "services") {
     alloc_lock = std::unique_lock(AllocationMutex());
@@ -544,6 +586,16 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
       next["status"] = obj["status"];
     } else {
       next.erase("status");
+    }
+    obj = std::move(next);
+  } else if (subresource == "approval") {
+    // A CertificateSigningRequest's approval changes its conditions only.
+    json next = old;
+    const json* conditions = Find(obj, "status.conditions");
+    if (conditions) {
+      next["status"]["conditions"] = *conditions;
+    } else if (next.contains("status")) {
+      next["status"].erase("conditions");
     }
     obj = std::move(next);
   } else if (r.has_subresource("status") && subresource != "binding") {
@@ -619,6 +671,9 @@ json RestStorage::Update(const ResourceInfo& r, const std::string& ns, const std
   if (!obj.is_object()) {
     throw BadRequest("the body of an update must be an object");
   }
+  if (r.converted()) {
+    return Present(r, Update(registry_.storage(r), ns, name, ToStorage(r, obj), subresource, o));
+  }
   std::string want_rv = GetString(obj, "metadata.resourceVersion");
   for (int attempt = 0;; ++attempt) {
     int64_t rev = 0;
@@ -650,9 +705,67 @@ json RestStorage::Update(const ResourceInfo& r, const std::string& ns, const std
   }
 }
 
+json RestStorage::ApplyPatch(const ResourceInfo& r, const json& old, PatchType type,
+                             const json& patch) const {
+  json patched;
+  try {
+    switch (type) {
+      case PatchType::kJson:
+        patched = api::ApplyJsonPatch(old, patch);
+        break;
+      case PatchType::kMerge:
+        patched = api::ApplyMergePatch(old, patch);
+        break;
+      case PatchType::kStrategic:
+      case PatchType::kApply:
+        patched = api::ApplyStrategicMergePatch(types_, r.type_name, old, patch);
+        break;
+    }
+  } catch (const api::PatchError& e) {
+    throw StatusError(422, "Invalid", e.what());
+  }
+  if (!patched.is_object()) {
+    throw StatusError(422, "Invalid", "the patch does not result in an object");
+  }
+  api::FieldProblems problems = api::CheckFields(types_, r.type_name, patched);
+  if (!problems.errors.empty()) {
+    throw BadRequest(problems.errors.front());
+  }
+  return patched;
+}
+
 json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std::string& name,
                         PatchType type, const json& patch, const std::string& subresource,
                         const WriteOptions& o, bool force) {
+  if (r.converted()) {
+    // The patch is in `r`'s terms: applied to the object as `r` shows it,
+    // then written as an update of the stored version over what was read.
+    bool precondition = Find(patch, "metadata.resourceVersion") != nullptr;
+    for (int attempt = 0;; ++attempt) {
+      json old;
+      try {
+        old = Get(r, ns, name);
+      } catch (const StatusError& e) {
+        if (type == PatchType::kApply && e.code() == 404 && subresource.empty()) {
+          json obj = patch;
+          Meta(obj)["name"] = name;
+          return Create(r, ns, obj, o);
+        }
+        throw;
+      }
+      json patched = ApplyPatch(r, old, type, patch);
+      if (!precondition) {
+        Meta(patched)["resourceVersion"] = GetString(old, "metadata.resourceVersion");
+      }
+      try {
+        return Update(r, ns, name, patched, subresource, o);
+      } catch (const StatusError& e) {
+        if (e.code() != 409 || precondition || attempt >= kMaxRetries) {
+          throw;
+        }
+      }
+    }
+  }
   for (int attempt = 0;; ++attempt) {
     int64_t rev = 0;
     json old;
@@ -667,30 +780,7 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
       }
       throw;
     }
-    json patched;
-    try {
-      switch (type) {
-        case PatchType::kJson:
-          patched = api::ApplyJsonPatch(old, patch);
-          break;
-        case PatchType::kMerge:
-          patched = api::ApplyMergePatch(old, patch);
-          break;
-        case PatchType::kStrategic:
-        case PatchType::kApply:
-          patched = api::ApplyStrategicMergePatch(types_, r.type_name, old, patch);
-          break;
-      }
-    } catch (const api::PatchError& e) {
-      throw StatusError(422, "Invalid", e.what());
-    }
-    if (!patched.is_object()) {
-      throw StatusError(422, "Invalid", "the patch does not result in an object");
-    }
-    api::FieldProblems problems = api::CheckFields(types_, r.type_name, patched);
-    if (!problems.errors.empty()) {
-      throw BadRequest(problems.errors.front());
-    }
+    json patched = ApplyPatch(r, old, type, patch);
     std::string want_rv = GetString(patched, "metadata.resourceVersion");
     if (want_rv != std::to_string(rev) && !want_rv.empty() &&
         want_rv != GetString(old, "metadata.resourceVersion")) {
@@ -723,9 +813,14 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
 std::pair<json, bool> RestStorage::Delete(const ResourceInfo& r, const std::string& ns,
                                           const std::string& name, const json& options,
                                           bool dry_run) {
+  if (r.converted()) {
+    auto [obj, gone] = Delete(registry_.storage(r), ns, name, options, dry_run);
+    return {Present(r, std::move(obj)), gone};
+  }
   for (int attempt = 0;; ++attempt) {
     int64_t rev = 0;
     json obj = Read(r, ns, name, &rev);
+    AdmitDelete(r, obj);
     if (const json* pre = Find(options, "preconditions"); pre && pre->is_object()) {
       std::string uid = pre->value("uid", "");
       std::string rv = pre->value("resourceVersion", "");

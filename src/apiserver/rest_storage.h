@@ -60,6 +60,9 @@ class RestStorage {
 
   // The object a store value holds, with its resourceVersion.
   static json Decode(const store::KeyValue& kv);
+  // A stored object as `r`'s version shows it (converted when `r` is not the
+  // version stored).
+  static json Present(const ResourceInfo& r, json stored);
 
   store::Store& store() { return store_; }
   const api::TypeTable& types() const { return types_; }
@@ -68,6 +71,11 @@ class RestStorage {
  private:
   json Read(const ResourceInfo& r, const std::string& ns, const std::string& name,
             int64_t* revision) const;
+  // `obj` (in `r`'s version) as the stored version holds it.
+  json ToStorage(const ResourceInfo& r, const json& obj) const;
+  // The object a patch makes of `old`; 422 when it cannot be applied, 400 when
+  // it leaves fields of the wrong type.
+  json ApplyPatch(const ResourceInfo& r, const json& old, PatchType type, const json& patch) const;
   // Everything a create does before the write: metadata, defaults, admission, validation.
   void PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj);
   // Everything an update does before the write; returns false when nothing changed.
@@ -78,6 +86,8 @@ class RestStorage {
   json Commit(const ResourceInfo& r, const std::string& ns, const std::string& name, json obj,
               int64_t rev, bool dry_run);
   void Admit(const ResourceInfo& r, json& obj, const json* old);
+  // Admission of a delete: throws when `obj` may not be deleted.
+  void AdmitDelete(const ResourceInfo& r, const json& obj);
   void Validate(const ResourceInfo& r, const json& obj, const json* old);
   void AllocateServiceAddresses(json& svc, const json* old);
 
@@ -91,15 +101,16 @@ class RestStorage {
 // watchers of pods cost one decode and one encode per change, not N.
 class EncodedObjects {
  public:
-  std::shared_ptr<const json> Object(const store::KeyValue& kv);
-  std::shared_ptr<const std::string> Text(const store::KeyValue& kv);
+  // The object as resource version `r` shows it.
+  std::shared_ptr<const json> Object(const store::KeyValue& kv, const ResourceInfo& r);
+  std::shared_ptr<const std::string> Text(const store::KeyValue& kv, const ResourceInfo& r);
 
  private:
   struct Entry {
     std::shared_ptr<const json> object;
     std::shared_ptr<const std::string> text;  // made when first asked for
   };
-  Entry& Find(const store::KeyValue& kv);  // mu_ held
+  Entry& Find(const store::KeyValue& kv, const ResourceInfo& r);  // mu_ held
   static constexpr size_t kMax = 4096;
   std::mutex mu_;
   std::unordered_map<std::string, Entry> map_;  // "rev/key"

@@ -84,16 +84,16 @@ TEST_CASE("bad bodies get clear errors and the server survives", "[badinput]") {
   }
 
   SECTION("a protobuf body of a kind that is not served gets a clear error") {
-    // runtime.Unknown{typeMeta{apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler}, raw: ""}
+    // runtime.Unknown{typeMeta{apiVersion: resource.k8s.io/v1beta1, kind: ResourceClaim}, raw: ""}
     std::string tm =
-        std::string("\x0a\x0e") + "autoscaling/v2" + "\x12\x17" + "HorizontalPodAutoscaler";
+        std::string("\x0a\x17") + "resource.k8s.io/v1beta1" + "\x12\x0d" + "ResourceClaim";
     std::string body = std::string("k8s\0", 4) + "\x0a" + static_cast<char>(tm.size()) + tm +
                        std::string("\x12\x00", 2);
     auto r = c.Do("POST", "/api/v1/namespaces/default/configmaps", body,
                   "application/vnd.kubernetes.protobuf");
     CHECK(r.status == 400);
     INFO(r.body);
-    CHECK(Body(r)["message"].get<std::string>().find("HorizontalPodAutoscaler are not served") !=
+    CHECK(Body(r)["message"].get<std::string>().find("ResourceClaim are not served") !=
           std::string::npos);
   }
 
