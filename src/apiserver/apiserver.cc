@@ -1063,8 +1063,12 @@ void ApiServer::ServeAuthorization(http::Request& req, http::ResponseWriter& w,
 void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
                            const std::string& ns, const std::string& name) {
   auto to_scale = [&](const json& obj) {
-    std::string selector =
-        api::FormatSelector(Find(obj, "spec.selector") ? *Find(obj, "spec.selector") : json());
+    const json* sel = Find(obj, "spec.selector");
+    // A ReplicationController's selector is a plain map of labels.
+    bool map_selector = sel && sel->is_object() && !sel->contains("matchLabels") &&
+                        !sel->contains("matchExpressions");
+    std::string selector = map_selector ? api::FormatLabels(*sel, "")
+                                        : api::FormatSelector(sel ? *sel : json());
     if (selector == "<none>") {
       selector = "";
     }

@@ -97,4 +97,36 @@ bool LeaderElector::Renew() {
   }
 }
 
+bool LeaderElector::KeepRenewed(const std::atomic<bool>& stop) {
+  while (!stop) {
+    for (int i = 0; i < renew_seconds_ * 10 && !stop; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!stop && !Renew()) {
+      log::Error("lost the lease {}/{}", ns_, name_);
+      return false;
+    }
+  }
+  return true;
+}
+
+void LeaderElector::Release() {
+  std::string path = "/apis/coordination.k8s.io/v1/namespaces/" + ns_ + "/leases/" + name_;
+  try {
+    json lease = client_->Get(path);
+    if (GetString(lease, "spec.holderIdentity") != identity_) {
+      return;
+    }
+    std::string now = FormatMicroTime(Now());
+    lease["spec"]["holderIdentity"] = "";
+    lease["spec"]["leaseDurationSeconds"] = 1;
+    lease["spec"]["renewTime"] = now;
+    lease["spec"]["acquireTime"] = now;
+    client_->Put(path, lease);
+    log::Info("released lease {}/{}", ns_, name_);
+  } catch (const std::exception& e) {
+    log::Warn("release lease {}/{}: {}", ns_, name_, e.what());
+  }
+}
+
 }  // namespace minik::client

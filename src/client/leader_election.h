@@ -20,6 +20,13 @@ class LeaderElector {
   bool Acquire(const std::atomic<bool>& stop);
   // Renews the lease; false when it was lost (another holder, or not renewed in time).
   bool Renew();
+  // Renews the lease every `renew_seconds` until `stop` is set (true) or the
+  // lease is lost (false).
+  bool KeepRenewed(const std::atomic<bool>& stop);
+  // Gives the lease up (holder cleared, duration 1 s), as client-go's
+  // ReleaseOnCancel does, so that the next instance takes over at once
+  // instead of waiting for the lease to expire. Best effort.
+  void Release();
   const std::string& identity() const { return identity_; }
   int renew_seconds() const { return renew_seconds_; }
 

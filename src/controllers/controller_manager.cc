@@ -21,8 +21,9 @@ namespace minik::controllers {
 
 int RunControllerManager(const ManagerOptions& opts) {
   log::SetComponent("controller-manager");
-  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals();
+  // After the signals are blocked: its thread must not take SIGTERM.
+  HeapTrimmer trimmer;  // thousands of objects come and go
   Context ctx;
   ctx.client = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "controller-manager"));
@@ -47,6 +48,7 @@ int RunControllerManager(const ManagerOptions& opts) {
   std::vector<std::unique_ptr<Controller>> ctrls;
   ctrls.push_back(NewNamespaceController(ctx));
   ctrls.push_back(NewReplicaSetController(ctx));
+  ctrls.push_back(NewReplicationControllerController(ctx));
   ctrls.push_back(NewDeploymentController(ctx));
   ctrls.push_back(NewStatefulSetController(ctx));
   ctrls.push_back(NewDaemonSetController(ctx));
@@ -70,18 +72,8 @@ int RunControllerManager(const ManagerOptions& opts) {
     ctrl->Start();
   }
   log::Info("started {} controllers", ctrls.size());
-  bool lost = false;
-  while (!stop) {
-    for (int i = 0; i < elector.renew_seconds() * 10 && !stop; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (!stop && !elector.Renew()) {
-      // Another instance leads now: stop at once rather than act twice.
-      log::Error("lost the lease kube-system/kube-controller-manager; exiting");
-      lost = true;
-      break;
-    }
-  }
+  // Another instance leading means stopping at once rather than acting twice.
+  bool lost = !elector.KeepRenewed(stop);
   log::Info("shutting down");
   for (auto& ctrl : ctrls) {
     ctrl->Stop();
@@ -90,6 +82,7 @@ int RunControllerManager(const ManagerOptions& opts) {
   if (lost) {
     _exit(1);
   }
+  elector.Release();
   waiter.join();
   return 0;
 }

@@ -282,7 +282,12 @@ class DaemonSetController : public QueueController {
     revisions_ = ctx_.informers->For(client::resources::kControllerRevisions);
     sets_->AddHandlers(
         {[this](const client::Object& o) { EnqueueObject(o); },
-         [this](const client::Object&, const client::Object& o) { EnqueueObject(o); },
+         [this](const client::Object& old, const client::Object& o) {
+           if (Replaced(*old, *o)) {
+             expectations_.Forget(client::KeyOf(*o));
+           }
+           EnqueueObject(o);
+         },
          [this](const client::Object& o) { expectations_.Forget(client::KeyOf(*o)); }});
     pods_->AddHandlers({[this](const client::Object& p) {
                           if (auto k = OwnerKey(*p); !k.empty()) {
@@ -322,12 +327,8 @@ class DaemonSetController : public QueueController {
   }
 
  private:
-  static std::string OwnerKey(const json& pod) {
-    const json* ref = ControllerRef(pod);
-    if (!ref || ref->value("kind", "") != "DaemonSet") {
-      return "";
-    }
-    return GetString(pod, "metadata.namespace") + "/" + ref->value("name", "");
+  std::string OwnerKey(const json& pod) const {
+    return ResolveControllerRef(pod, "DaemonSet", *sets_);
   }
 
   // Only what decides where daemon pods run matters, not heartbeats.

@@ -252,7 +252,12 @@ class JobController : public QueueController {
     pods_ = ctx_.informers->For(client::resources::kPods);
     jobs_->AddHandlers(
         {[this](const client::Object& o) { EnqueueObject(o); },
-         [this](const client::Object&, const client::Object& o) { EnqueueObject(o); },
+         [this](const client::Object& old, const client::Object& o) {
+           if (Replaced(*old, *o)) {
+             expectations_.Forget(client::KeyOf(*o));
+           }
+           EnqueueObject(o);
+         },
          [this](const client::Object& o) { expectations_.Forget(client::KeyOf(*o)); }});
     pods_->AddHandlers({[this](const client::Object& p) {
                           if (auto k = OwnerKey(*p); !k.empty()) {
@@ -287,12 +292,8 @@ class JobController : public QueueController {
   }
 
  private:
-  static std::string OwnerKey(const json& pod) {
-    const json* ref = ControllerRef(pod);
-    if (!ref || ref->value("kind", "") != "Job") {
-      return "";
-    }
-    return GetString(pod, "metadata.namespace") + "/" + ref->value("name", "");
+  std::string OwnerKey(const json& pod) const {
+    return ResolveControllerRef(pod, "Job", *jobs_);
   }
 
   void PodChanged(const json& pod) {

@@ -2,6 +2,8 @@
 // selector, owning them through controller references. It adopts orphans that
 // match, releases pods that stop matching, replaces pods that are deleted or
 // fail, and writes status (replicas, ready, available, observedGeneration).
+// The same controller runs ReplicationControllers (core/v1), as upstream's
+// does through adapters: their selector is a plain map of labels.
 
 #include <algorithm>
 #include <atomic>
@@ -38,29 +40,65 @@ bool DeleteFirst(const json& a, const json& b) {
   return GetString(a, "metadata.creationTimestamp") > GetString(b, "metadata.creationTimestamp");
 }
 
+// What differs between the two kinds the controller runs.
+struct ReplicaKind {
+  const char* controller;  // the controller's and its events' name
+  const char* kind;
+  client::ResourcePath resource;
+  bool map_selector;  // ReplicationController: spec.selector is a map of labels
+};
+
+const ReplicaKind kReplicaSetKind{"replicaset", "ReplicaSet", client::resources::kReplicaSets,
+                                  false};
+const ReplicaKind kReplicationControllerKind{
+    "replicationcontroller", "ReplicationController", {"/api/v1", "replicationcontrollers", true},
+    true};
+
 class ReplicaSetController : public QueueController {
  public:
-  explicit ReplicaSetController(Context ctx) : QueueController("replicaset", ctx, 2) {
-    sets_ = ctx_.informers->For(client::resources::kReplicaSets);
+  ReplicaSetController(Context ctx, const ReplicaKind& kind)
+      : QueueController(kind.controller, ctx, 2), kind_(kind) {
+    if (kind_.map_selector) {
+      ctx_.events = std::make_shared<client::EventRecorder>(ctx_.client, "replication-controller");
+    }
+    sets_ = ctx_.informers->For(kind_.resource);
     pods_ = ctx_.informers->For(client::resources::kPods);
     sets_->AddHandlers(
         {[this](const client::Object& o) { EnqueueObject(o); },
-         [this](const client::Object&, const client::Object& o) { EnqueueObject(o); },
+         [this](const client::Object& old, const client::Object& o) {
+           // Deleted and made again under its name: what was expected of the
+           // old one is not expected of the new one.
+           if (Replaced(*old, *o)) {
+             expectations_.Forget(client::KeyOf(*o));
+           }
+           EnqueueObject(o);
+         },
          [this](const client::Object& o) { expectations_.Forget(client::KeyOf(*o)); }});
     pods_->AddHandlers({[this](const client::Object& p) {
                           if (auto k = OwnerKey(*p); !k.empty()) {
-                            expectations_.CreationObserved(k);
+                            if (IsPodTerminating(*p)) {
+                              expectations_.DeletionObserved(k);
+                            } else {
+                              expectations_.CreationObserved(k);
+                            }
                           }
                           PodChanged(p);
                         },
                         [this](const client::Object& old, const client::Object& p) {
+                          // A deletion counts as seen once the pod is terminating (the
+                          // kubelet may take its grace period to remove it).
+                          if (!IsPodTerminating(*old) && IsPodTerminating(*p)) {
+                            if (auto k = OwnerKey(*p); !k.empty()) {
+                              expectations_.DeletionObserved(k);
+                            }
+                          }
                           PodChanged(p);
                           if (OwnerKey(*old) != OwnerKey(*p)) {
                             PodChanged(old);
                           }
                         },
                         [this](const client::Object& p) {
-                          if (auto k = OwnerKey(*p); !k.empty()) {
+                          if (auto k = OwnerKey(*p); !k.empty() && !IsPodTerminating(*p)) {
                             expectations_.DeletionObserved(k);
                           }
                           PodChanged(p);
@@ -68,12 +106,19 @@ class ReplicaSetController : public QueueController {
   }
 
  private:
-  static std::string OwnerKey(const json& pod) {
-    const json* ref = ControllerRef(pod);
-    if (!ref || ref->value("kind", "") != "ReplicaSet") {
-      return "";
+  // The key of the ReplicaSet that controls `pod`, when that ReplicaSet (the
+  // same UID) is the one in the cache.
+  std::string OwnerKey(const json& pod) const {
+    return ResolveControllerRef(pod, kind_.kind, *sets_);
+  }
+
+  // `spec.selector` as a LabelSelector (a ReplicationController's is a map).
+  json Selector(const json& rs) const {
+    const json* sel = Find(rs, "spec.selector");
+    if (!sel) {
+      return json();
     }
-    return GetString(pod, "metadata.namespace") + "/" + ref->value("name", "");
+    return kind_.map_selector ? json{{"matchLabels", *sel}} : *sel;
   }
 
   void PodChanged(const client::Object& p) {
@@ -83,14 +128,12 @@ class ReplicaSetController : public QueueController {
       return;
     }
     if (ControllerRef(*p)) {
-      return;  // someone else's
+      return;  // someone else's, or an owner that is gone
     }
     // An orphan: every ReplicaSet that selects it may adopt it.
     const json* labels = Find(*p, "metadata.labels");
     for (const auto& rs : sets_->ListNamespace(GetString(*p, "metadata.namespace"))) {
-      if (api::LabelSelector::FromJson(Find(*rs, "spec.selector") ? *Find(*rs, "spec.selector")
-                                                                  : json())
-              .Matches(labels ? *labels : json())) {
+      if (api::LabelSelector::FromJson(Selector(*rs)).Matches(labels ? *labels : json())) {
         EnqueueObject(rs);
       }
     }
@@ -110,7 +153,14 @@ class ReplicaSetController : public QueueController {
     // in the list or keeps the expectations unmet (never neither, which would
     // create one too many).
     bool satisfied = expectations_.Satisfied(key);
-    std::vector<client::Object> owned = ClaimPods(*ctx_.client, *pods_, rs, deleting);
+    std::vector<client::Object> owned;
+    if (kind_.map_selector) {
+      json view = rs;
+      view["spec"]["selector"] = Selector(rs);
+      owned = ClaimPods(*ctx_.client, *pods_, view, deleting);
+    } else {
+      owned = ClaimPods(*ctx_.client, *pods_, rs, deleting);
+    }
     std::vector<client::Object> active;
     for (auto& p : owned) {
       if (IsPodActive(*p)) {
@@ -259,8 +309,9 @@ class ReplicaSetController : public QueueController {
       }
     }
     if (next["status"] != rs.value("status", json::object())) {
-      std::string path = "/apis/apps/v1/namespaces/" + GetString(rs, "metadata.namespace") +
-                         "/replicasets/" + GetString(rs, "metadata.name") + "/status";
+      std::string path =
+          kind_.resource.Item(GetString(rs, "metadata.namespace"), GetString(rs, "metadata.name")) +
+          "/status";
       try {
         ctx_.client->Put(path, next);
       } catch (const client::ApiError& e) {
@@ -278,6 +329,7 @@ class ReplicaSetController : public QueueController {
   }
 
   static constexpr int64_t kCreateParallelism = 16;
+  const ReplicaKind& kind_;
   std::shared_ptr<client::Informer> sets_, pods_;
   Expectations expectations_;
 };
@@ -285,7 +337,11 @@ class ReplicaSetController : public QueueController {
 }  // namespace
 
 std::unique_ptr<Controller> NewReplicaSetController(Context ctx) {
-  return std::make_unique<ReplicaSetController>(std::move(ctx));
+  return std::make_unique<ReplicaSetController>(std::move(ctx), kReplicaSetKind);
+}
+
+std::unique_ptr<Controller> NewReplicationControllerController(Context ctx) {
+  return std::make_unique<ReplicaSetController>(std::move(ctx), kReplicationControllerKind);
 }
 
 }  // namespace minik::controllers

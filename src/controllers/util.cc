@@ -78,6 +78,24 @@ bool IsPodAvailable(const json& pod, int64_t min_ready_seconds, SystemTime now) 
   return min_ready_seconds <= 0 || since + std::chrono::seconds(min_ready_seconds) <= now;
 }
 
+std::string ResolveControllerRef(const json& obj, const std::string& kind,
+                                 const client::Informer& owners) {
+  const json* ref = ControllerRef(obj);
+  if (!ref || ref->value("kind", "") != kind) {
+    return "";
+  }
+  std::string key = GetString(obj, "metadata.namespace") + "/" + ref->value("name", "");
+  client::Object owner = owners.Get(key);
+  if (!owner || GetString(*owner, "metadata.uid") != ref->value("uid", "")) {
+    return "";
+  }
+  return key;
+}
+
+bool Replaced(const json& old_obj, const json& obj) {
+  return GetString(old_obj, "metadata.uid") != GetString(obj, "metadata.uid");
+}
+
 json PodFromTemplate(const json& template_, const json& owner, const std::string& generate_name) {
   json pod = {{"apiVersion", "v1"}, {"kind", "Pod"}};
   json meta = template_.value("metadata", json::object());

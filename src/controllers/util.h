@@ -18,6 +18,15 @@ const json* ControllerRef(const json& obj);
 json NewControllerRef(const json& owner);
 // True when `obj` is controlled by the object with this uid.
 bool IsControlledBy(const json& obj, const std::string& owner_uid);
+// The key ("ns/name") of the `kind` that controls `obj`, when the object of
+// that name in `owners` is the very one referenced (same UID), else "". So a
+// pod of a deleted owner never counts for a new owner made under the same
+// name (upstream's resolveControllerRef).
+std::string ResolveControllerRef(const json& obj, const std::string& kind,
+                                 const client::Informer& owners);
+// True when an informer's update replaced an object by another of the same
+// name (deleted and made again while the watch was away).
+bool Replaced(const json& old_obj, const json& obj);
 
 bool IsPodActive(const json& pod);       // not finished and not being deleted
 bool IsPodTerminating(const json& pod);  // has a deletionTimestamp

@@ -25,6 +25,7 @@ inline std::vector<client::Object> ClaimPods(client::Client& c, const client::In
 }
 
 std::unique_ptr<Controller> NewReplicaSetController(Context ctx);
+std::unique_ptr<Controller> NewReplicationControllerController(Context ctx);
 std::unique_ptr<Controller> NewDeploymentController(Context ctx);
 std::unique_ptr<Controller> NewStatefulSetController(Context ctx);
 std::unique_ptr<Controller> NewDaemonSetController(Context ctx);

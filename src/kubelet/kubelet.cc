@@ -599,8 +599,9 @@ void CleanupNode(const std::string& root, const std::string& node) {
 
 int RunKubelet(const KubeletOptions& opts) {
   log::SetComponent("kubelet");
-  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals({SIGUSR1});
+  // After the signals are blocked: its thread must not take SIGTERM.
+  HeapTrimmer trimmer;  // thousands of objects come and go
   std::atomic<bool> stop{false};
   Kubelet k(opts);
   std::thread runner([&] {

@@ -414,8 +414,9 @@ class HollowNodes {
 
 int RunHollowNodes(const HollowOptions& opts) {
   log::SetComponent("hollow-nodes");
-  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals();
+  // After the signals are blocked: its thread must not take SIGTERM.
+  HeapTrimmer trimmer;  // thousands of objects come and go
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "hollow-nodes"));
   std::atomic<bool> stop{false};

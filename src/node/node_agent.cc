@@ -280,33 +280,40 @@ int RunAgent(const AgentOptions& opts) {
 
   log::Info("stopping components");
   WriteStatus(opts.node_dir, comps, "Stopping");
-  // Stop in reverse start order.
-  for (auto it = comps.rbegin(); it != comps.rend(); ++it) {
-    if (it->pid > 0) {
-      kill(it->pid, SIGTERM);
-    }
-  }
-  auto stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (auto& c : comps) {
-    while (c.pid > 0) {
-      int status;
-      pid_t r = waitpid(c.pid, &status, WNOHANG);
-      if (r == c.pid || (r < 0 && errno == ECHILD)) {
-        c.pid = 0;
-        c.state = "Stopped";
-        break;
+  // Everything but the API server first, so that the components can still
+  // write on their way out (the controller manager and the scheduler give up
+  // their leader leases, and the next start need not wait for them to
+  // expire); then the API server.
+  auto stop = [&](bool apiserver) {
+    for (auto it = comps.rbegin(); it != comps.rend(); ++it) {
+      if (it->pid > 0 && (it->name == "apiserver") == apiserver) {
+        kill(it->pid, SIGTERM);
       }
-      if (std::chrono::steady_clock::now() > stop_deadline) {
-        log::Warn("{} did not stop within 10s; killing it", c.name);
-        kill(c.pid, SIGKILL);
-        waitpid(c.pid, &status, 0);
-        c.pid = 0;
-        c.state = "Stopped";
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-  }
+    auto stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (auto& c : comps) {
+      while (c.pid > 0 && (c.name == "apiserver") == apiserver) {
+        int status;
+        pid_t r = waitpid(c.pid, &status, WNOHANG);
+        if (r == c.pid || (r < 0 && errno == ECHILD)) {
+          c.pid = 0;
+          c.state = "Stopped";
+          break;
+        }
+        if (std::chrono::steady_clock::now() > stop_deadline) {
+          log::Warn("{} did not stop within 10s; killing it", c.name);
+          kill(c.pid, SIGKILL);
+          waitpid(c.pid, &status, 0);
+          c.pid = 0;
+          c.state = "Stopped";
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  };
+  stop(false);
+  stop(true);
   // Whatever the kubelet could not stop (it may have died) goes now.
   if (opts.kubelet) {
     exec::Command cleanup;

@@ -368,8 +368,9 @@ class Scheduler {
 
 int RunScheduler(const SchedulerOptions& opts) {
   log::SetComponent("scheduler");
-  HeapTrimmer trimmer;  // thousands of objects come and go
   sigset_t set = exec::BlockTerminationSignals();
+  // After the signals are blocked: its thread must not take SIGTERM.
+  HeapTrimmer trimmer;  // thousands of objects come and go
   auto c = std::make_shared<client::Client>(
       client::Config::FromCertDir(opts.server, opts.cert_dir, "scheduler"));
   std::atomic<bool> stop{false};
@@ -387,17 +388,12 @@ int RunScheduler(const SchedulerOptions& opts) {
   }
   Scheduler s(c);
   std::thread runner([&] { s.Run(stop); });
-  while (!stop) {
-    for (int i = 0; i < elector.renew_seconds() * 10 && !stop; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (!stop && !elector.Renew()) {
-      log::Error("lost the lease kube-system/kube-scheduler; exiting");
-      _exit(1);
-    }
+  if (!elector.KeepRenewed(stop)) {
+    _exit(1);  // another instance leads now: stop at once rather than act twice
   }
   log::Info("shutting down");
   runner.join();
+  elector.Release();
   waiter.join();
   return 0;
 }
