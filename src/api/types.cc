@@ -220,6 +220,17 @@ TypeTable TypeTable::Parse(std::string_view yaml) {
           f.merge_key = flag.substr(9);
         } else if (flag.rfind("patch=", 0) == 0) {
           f.patch_strategy = flag.substr(6);
+        } else if (flag.rfind("listMapKeys=", 0) == 0) {
+          std::string keys = flag.substr(12);
+          for (size_t pos = 0; pos <= keys.size();) {
+            size_t plus = keys.find('+', pos);
+            f.list_map_keys.push_back(
+                keys.substr(pos, plus == std::string::npos ? std::string::npos : plus - pos));
+            if (plus == std::string::npos) {
+              break;
+            }
+            pos = plus + 1;
+          }
         }
       }
       m.fields.push_back(std::move(f));

@@ -22,6 +22,8 @@ struct FieldDef {
   bool is_map = false;
   std::string merge_key;       // patchMergeKey
   std::string patch_strategy;  // "merge", "replace", "retainKeys", "merge+retainKeys"
+  // The +listType=map keys (server-side apply's associative lists), in order.
+  std::vector<std::string> list_map_keys;
   bool is_inline() const { return json_name == "inline"; }
   bool merges() const { return patch_strategy.find("merge") != std::string::npos; }
   bool retains_keys() const { return patch_strategy.find("retainKeys") != std::string::npos; }

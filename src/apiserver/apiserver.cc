@@ -5,6 +5,7 @@
 #include <mutex>
 #include <random>
 
+#include "api/managed_fields.h"
 #include "api/patch.h"
 #include "api/printers.h"
 #include "api/protobuf.h"
@@ -245,10 +246,13 @@ void ApiServer::Stop() {
 }
 
 void ApiServer::Bootstrap() {
+  // What the API server writes itself is recorded as kube-apiserver's.
+  WriteOptions self;
+  self.field_manager = "kube-apiserver";
   const api::ResourceInfo* ns = registry_.Find("", "v1", "namespaces");
   for (const char* name : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
     try {
-      storage_->Create(*ns, "", json{{"metadata", {{"name", name}}}}, {});
+      storage_->Create(*ns, "", json{{"metadata", {{"name", name}}}}, self);
     } catch (const StatusError& e) {
       if (e.code() != 409) {
         throw;
@@ -266,7 +270,7 @@ void ApiServer::Bootstrap() {
         {"ports",
          {{{"name", "https"}, {"port", 443}, {"protocol", "TCP"}, {"targetPort", opts_.port}}}}}}};
   try {
-    storage_->Create(*svc, "default", kubernetes, {});
+    storage_->Create(*svc, "default", kubernetes, self);
   } catch (const StatusError& e) {
     if (e.code() != 409) {
       throw;
@@ -283,13 +287,13 @@ void ApiServer::Bootstrap() {
     json cur = storage_->Get(*ep, "default", "kubernetes");
     if (cur["subsets"] != endpoints["subsets"]) {
       cur["subsets"] = endpoints["subsets"];
-      storage_->Update(*ep, "default", "kubernetes", cur, "", {});
+      storage_->Update(*ep, "default", "kubernetes", cur, "", self);
     }
   } catch (const StatusError& e) {
     if (e.code() != 404) {
       throw;
     }
-    storage_->Create(*ep, "default", endpoints, {});
+    storage_->Create(*ep, "default", endpoints, self);
   }
   // The same as an EndpointSlice, which is what the proxy programs from: pods
   // reach the API server through the kubernetes Service (10.96.0.1:443).
@@ -307,13 +311,13 @@ void ApiServer::Bootstrap() {
     if (cur["endpoints"] != slice["endpoints"] || cur["ports"] != slice["ports"]) {
       cur["endpoints"] = slice["endpoints"];
       cur["ports"] = slice["ports"];
-      storage_->Update(*eps, "default", "kubernetes", cur, "", {});
+      storage_->Update(*eps, "default", "kubernetes", cur, "", self);
     }
   } catch (const StatusError& e) {
     if (e.code() != 404) {
       throw;
     }
-    storage_->Create(*eps, "default", slice, {});
+    storage_->Create(*eps, "default", slice, self);
   }
 }
 
@@ -686,7 +690,27 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
   Negotiated neg = Negotiate(req.Header("Accept"));
   const std::string& m = req.method;
   WriteOptions wo;
-  wo.field_manager = req.Param("fieldManager");
+  std::string manager = req.Param("fieldManager");
+  if (manager.size() > 128 ||
+      std::any_of(manager.begin(), manager.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    throw api::Invalid("meta.k8s.io", "PatchOptions", "",
+                       {{"FieldValueInvalid",
+                         "Invalid value: \"" + manager +
+                             "\": must be at most 128 printable characters",
+                         "fieldManager"}});
+  }
+  // Without a fieldManager, the manager is the client's product name.
+  bool apply_patch = m == "PATCH" && MediaType(req.Header("Content-Type")).rfind(
+                                         "application/apply-patch", 0) == 0;
+  wo.field_manager = !manager.empty() || apply_patch
+                         ? manager
+                         : api::ManagerFromUserAgent(req.Header("User-Agent"));
+  if (req.Has("force") && m == "PATCH" && !apply_patch) {
+    throw api::Invalid("meta.k8s.io", "PatchOptions", "",
+                       {{"FieldValueForbidden",
+                         "Forbidden: may not be specified for non-apply patch", "force"}});
+  }
   std::string dry = req.Param("dryRun");
   if (!dry.empty() && dry != "All") {
     throw BadRequest("Invalid dryRun value: " + dry + " (only \"All\" is supported)");
@@ -808,8 +832,9 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
     } else if (media == "application/apply-patch+yaml" || media == "application/apply-patch+json") {
       type = PatchType::kApply;
       if (wo.field_manager.empty()) {
-        throw BadRequest(
-            "PATCH requests of type apply must include the fieldManager query parameter");
+        throw api::Invalid("meta.k8s.io", "PatchOptions", "",
+                           {{"FieldValueRequired", "Required value: is required for apply patch",
+                             "fieldManager"}});
       }
     } else {
       throw api::UnsupportedMediaType(
@@ -867,7 +892,10 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
                          " " + r.kind);
       }
     }
-    respond(200, storage_->Patch(r, ns, name, type, d.value, sub, wo, Truthy(req.Param("force"))));
+    bool created = false;
+    json out =
+        storage_->Patch(r, ns, name, type, d.value, sub, wo, Truthy(req.Param("force")), &created);
+    respond(created ? 201 : 200, out);
     return;
   }
   if (m == "DELETE") {
@@ -1094,6 +1122,9 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
   };
   WriteOptions wo;
   wo.dry_run = req.Param("dryRun") == "All";
+  wo.field_manager = req.Param("fieldManager").empty()
+                         ? api::ManagerFromUserAgent(req.Header("User-Agent"))
+                         : req.Param("fieldManager");
   if (req.method == "GET") {
     WriteJson(w, 200, to_scale(storage_->Get(r, ns, name)));
     return;
@@ -1134,6 +1165,7 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
     if (!want_rv.empty()) {
       patch["metadata"] = {{"resourceVersion", want_rv}};
     }
+    wo.managed_subresource = "scale";
     json out = storage_->Patch(r, ns, name, PatchType::kMerge, patch, "", wo, false);
     WriteJson(w, 200, to_scale(out));
   }

@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "api/managed_fields.h"
 #include "api/patch.h"
 #include "api/status.h"
 #include "api/validation.h"
@@ -237,10 +238,16 @@ json RestStorage::List(const ResourceInfo& r, const std::string& ns, const ListR
   return list;
 }
 
-void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj) {
+void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj,
+                                const WriteOptions& o, bool apply) {
   if (!obj.is_object()) {
     throw BadRequest("the body of a create must be an object");
   }
+  // What an apply owns is its configuration as sent; managedFields sent with
+  // a create are kept when valid (an exported object keeps its owners).
+  json config = apply ? obj : json();
+  json body_managed = Find(obj, "metadata.managedFields") ? *Find(obj, "metadata.managedFields")
+                                                          : json();
   json& meta = Meta(obj);
   if (r.namespaced) {
     std::string body_ns = meta.value("namespace", "");
@@ -286,6 +293,24 @@ void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, js
   }
   if (r.defaults) {
     r.defaults(obj);
+  }
+  // Field managers see the defaulted object, and not what admission adds.
+  if (!o.field_manager.empty()) {
+    api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
+    api::FieldManagerRequest req{o.field_manager, r.api_version(), o.managed_subresource,
+                                 FormatTime(Now()), false};
+    std::vector<api::ManagedFieldsEntry> managers;
+    if (apply) {
+      fm.Apply(fm.Empty(), {}, config, obj, req, &managers);
+    } else {
+      if (auto given = api::ParseManagedFields(body_managed)) {
+        managers = *given;
+      }
+      fm.Update(managers, json(), obj, req);
+    }
+    if (!managers.empty()) {
+      Meta(obj)["managedFields"] = api::EncodeManagedFields(managers);
+    }
   }
   Admit(r, obj, nullptr);
   Validate(r, obj, nullptr);
@@ -525,8 +550,13 @@ json RestStorage::ToStorage(const ResourceInfo& r, const json& obj) const {
 
 json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
                          const WriteOptions& o) {
+  return CreateObject(r, ns, std::move(obj), o, false);
+}
+
+json RestStorage::CreateObject(const ResourceInfo& r, const std::string& ns, json obj,
+                               const WriteOptions& o, bool apply) {
   if (r.converted()) {
-    return Present(r, Create(registry_.storage(r), ns, ToStorage(r, obj), o));
+    return Present(r, CreateObject(registry_.storage(r), ns, ToStorage(r, obj), o, apply));
   }
   std::unique_lock<std::mutex> alloc_lock;
   if (r.group.empty() && r.plural == "services") {
@@ -535,7 +565,7 @@ json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
   // Only a name the server made up may be made up again on a clash.
   bool generated =
       GetString(obj, "metadata.name").empty() && !GetString(obj, "metadata.generateName").empty();
-  PrepareCreate(r, ns, obj);
+  PrepareCreate(r, ns, obj, o, apply);
   std::string name = GetString(obj, "metadata.name");
   if (o.dry_run) {
     return obj;
@@ -556,12 +586,20 @@ json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
 }
 
 bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& obj,
-                                const std::string& subresource) {
+                                const std::string& subresource, const WriteOptions& o) {
   if (!obj.is_object()) {
     throw BadRequest("the body of an update must be an object");
   }
   const json& old_meta = old.at("metadata");
   json& meta = Meta(obj);
+  // The managedFields a write of the main resource carries replace the
+  // stored ones when they are valid (how kubectl moves client-side apply's
+  // fields to server-side apply); `[]` clears them. Subresources never
+  // change them.
+  std::optional<json> body_managed;
+  if (subresource.empty() && meta.contains("managedFields")) {
+    body_managed = meta["managedFields"];
+  }
   std::string name = old_meta.value("name", "");
   if (meta.contains("name") && meta["name"] != name) {
     throw BadRequest("the name of the object (" + meta.value("name", "") +
@@ -617,7 +655,6 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
   }
   m.erase("resourceVersion");
   m.erase("selfLink");
-  m.erase("managedFields");
   for (const char* k : {"labels", "annotations", "finalizers", "ownerReferences"}) {
     if (m.contains(k) && (m[k].is_null() || m[k].empty())) {
       m.erase(k);
@@ -631,9 +668,37 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
   if (r.tracks_generation && SpecPart(obj) != SpecPart(old)) {
     m["generation"] = old_meta.value("generation", int64_t{0}) + 1;
   }
+  if (subresource != "apply") {
+    // An apply has set managedFields already; anything else is recorded here.
+    std::vector<api::ManagedFieldsEntry> managers;
+    const json* live = Find(old, "metadata.managedFields");
+    if (live) {
+      managers = api::ParseManagedFields(*live).value_or(managers);
+    }
+    if (body_managed) {
+      const json& b = *body_managed;
+      bool reset = b.is_array() && (b.empty() || (b.size() == 1 && b[0].is_object() && b[0].empty()));
+      if (reset) {
+        managers.clear();
+      } else if (auto given = api::ParseManagedFields(b); given && !given->empty()) {
+        managers = *given;
+      }
+    }
+    // An object nobody owns any field of stays so until it is applied.
+    if (!managers.empty() && !o.field_manager.empty() && subresource != "binding") {
+      api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
+      std::string sub = o.managed_subresource.empty() ? subresource : o.managed_subresource;
+      fm.Update(managers, old, obj,
+                {o.field_manager, r.api_version(), sub, FormatTime(Now()), false});
+    }
+    if (managers.empty()) {
+      Meta(obj).erase("managedFields");
+    } else {
+      Meta(obj)["managedFields"] = api::EncodeManagedFields(managers);
+    }
+  }
   json old_cmp = old;
   Meta(old_cmp).erase("resourceVersion");
-  Meta(old_cmp).erase("managedFields");
   if (obj == old_cmp) {
     return false;
   }
@@ -688,7 +753,7 @@ json RestStorage::Update(const ResourceInfo& r, const std::string& ns, const std
     if (r.group.empty() && r.plural == "services") {
       alloc_lock = std::unique_lock(AllocationMutex());
     }
-    if (!PrepareUpdate(r, old, next, subresource)) {
+    if (!PrepareUpdate(r, old, next, subresource, o)) {
       return old;
     }
     try {
@@ -734,9 +799,78 @@ json RestStorage::ApplyPatch(const ResourceInfo& r, const json& old, PatchType t
   return patched;
 }
 
+json RestStorage::ApplyConfig(const ResourceInfo& r, const json& old, const json& config,
+                              const WriteOptions& o, bool force) {
+  if (Find(config, "metadata.managedFields")) {
+    throw BadRequest("metadata.managedFields must be nil");
+  }
+  json merged = ApplyPatch(r, old, PatchType::kApply, config);
+  std::vector<api::ManagedFieldsEntry> live;
+  if (const json* m = Find(old, "metadata.managedFields")) {
+    live = api::ParseManagedFields(*m).value_or(live);
+  }
+  api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
+  api::FieldManagerRequest req{o.field_manager, r.api_version(), "", FormatTime(Now()), force};
+  const std::string kLastApplied = "kubectl.kubernetes.io/last-applied-configuration";
+  const json* annotations = Find(old, "metadata.annotations");
+  json last_applied;
+  if (annotations && annotations->is_object() && annotations->contains(kLastApplied) &&
+      (*annotations)[kLastApplied].is_string()) {
+    try {
+      last_applied = json::parse((*annotations)[kLastApplied].get<std::string>());
+    } catch (const json::exception&) {
+    }
+  }
+  std::vector<api::ManagedFieldsEntry> managers;
+  try {
+    merged = fm.Apply(old, live, config, merged, req, &managers);
+  } catch (const api::ApplyConflictError& e) {
+    // kubectl moving from client-side to server-side apply: conflicts on
+    // fields the last client-side apply set, to the values they still have,
+    // are the same user's and are taken over.
+    bool forgiven = false;
+    if (o.field_manager == "kubectl" && last_applied.is_object() &&
+        last_applied.value("apiVersion", "") == r.api_version()) {
+      api::FieldSet rest = e.fields();
+      rest.Subtract(fm.StillApplied(last_applied, old));
+      forgiven = rest.empty();
+    }
+    if (!forgiven) {
+      json causes = json::array();
+      for (const auto& c : e.conflicts()) {
+        causes.push_back({{"reason", "FieldManagerConflict"},
+                          {"message", "conflict with " + c.manager},
+                          {"field", c.path}});
+      }
+      throw StatusError(409, "Conflict", e.what(), json{{"causes", causes}});
+    }
+    req.force = true;
+    merged = fm.Apply(old, live, config, ApplyPatch(r, old, PatchType::kApply, config), req,
+                      &managers);
+  }
+  // kubectl's last-applied annotation, where there is one, follows what
+  // kubectl applies on the server (so a later client-side apply works).
+  if (o.field_manager == "kubectl" && !last_applied.is_null()) {
+    json applied = config;
+    if (Find(applied, "metadata.annotations")) {
+      applied["metadata"]["annotations"].erase(kLastApplied);
+      if (applied["metadata"]["annotations"].empty()) {
+        applied["metadata"].erase("annotations");
+      }
+    }
+    Meta(merged)["annotations"][kLastApplied] = applied.dump();
+  }
+  if (managers.empty()) {
+    Meta(merged).erase("managedFields");
+  } else {
+    Meta(merged)["managedFields"] = api::EncodeManagedFields(managers);
+  }
+  return merged;
+}
+
 json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std::string& name,
                         PatchType type, const json& patch, const std::string& subresource,
-                        const WriteOptions& o, bool force) {
+                        const WriteOptions& o, bool force, bool* created) {
   if (r.converted()) {
     // The patch is in `r`'s terms: applied to the object as `r` shows it,
     // then written as an update of the stored version over what was read.
@@ -749,7 +883,10 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
         if (type == PatchType::kApply && e.code() == 404 && subresource.empty()) {
           json obj = patch;
           Meta(obj)["name"] = name;
-          return Create(r, ns, obj, o);
+          if (created) {
+            *created = true;
+          }
+          return CreateObject(r, ns, obj, o, true);
         }
         throw;
       }
@@ -774,13 +911,20 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
     } catch (const StatusError& e) {
       if (type == PatchType::kApply && e.code() == 404 && subresource.empty()) {
         // Server-side apply creates what does not exist yet.
+        if (Find(patch, "metadata.managedFields")) {
+          throw BadRequest("metadata.managedFields must be nil");
+        }
         json obj = patch;
         Meta(obj)["name"] = name;
-        return Create(r, ns, obj, o);
+        if (created) {
+          *created = true;
+        }
+        return CreateObject(r, ns, obj, o, true);
       }
       throw;
     }
-    json patched = ApplyPatch(r, old, type, patch);
+    json patched = type == PatchType::kApply ? ApplyConfig(r, old, patch, o, force)
+                                             : ApplyPatch(r, old, type, patch);
     std::string want_rv = GetString(patched, "metadata.resourceVersion");
     if (want_rv != std::to_string(rev) && !want_rv.empty() &&
         want_rv != GetString(old, "metadata.resourceVersion")) {
@@ -793,7 +937,8 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
     if (r.group.empty() && r.plural == "services") {
       alloc_lock = std::unique_lock(AllocationMutex());
     }
-    if (!PrepareUpdate(r, old, patched, subresource)) {
+    // (An apply has recorded its managedFields already.)
+    if (!PrepareUpdate(r, old, patched, type == PatchType::kApply ? "apply" : subresource, o)) {
       return old;
     }
     try {

@@ -32,7 +32,12 @@ struct ListRequest {
 
 struct WriteOptions {
   bool dry_run = false;
+  // The manager recorded in managedFields (the fieldManager parameter, else
+  // the User-Agent's product); "" writes without recording one.
   std::string field_manager;
+  // The subresource a write is recorded under when it is not the request's
+  // own (a /scale write changes the main resource).
+  std::string managed_subresource;
 };
 
 // Patch types by their Content-Type.
@@ -50,8 +55,10 @@ class RestStorage {
   // `subresource` is "" or "status". Returns the stored object.
   json Update(const ResourceInfo& r, const std::string& ns, const std::string& name, json obj,
               const std::string& subresource, const WriteOptions& o);
+  // `created` is set when a server-side apply made the object.
   json Patch(const ResourceInfo& r, const std::string& ns, const std::string& name, PatchType type,
-             const json& patch, const std::string& subresource, const WriteOptions& o, bool force);
+             const json& patch, const std::string& subresource, const WriteOptions& o, bool force,
+             bool* created = nullptr);
   // Returns the object as deleted (or as marked for deletion) and whether it is gone.
   std::pair<json, bool> Delete(const ResourceInfo& r, const std::string& ns,
                                const std::string& name, const json& options, bool dry_run);
@@ -77,10 +84,17 @@ class RestStorage {
   // it leaves fields of the wrong type.
   json ApplyPatch(const ResourceInfo& r, const json& old, PatchType type, const json& patch) const;
   // Everything a create does before the write: metadata, defaults, admission, validation.
-  void PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj);
+  void PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj,
+                     const WriteOptions& o, bool apply);
   // Everything an update does before the write; returns false when nothing changed.
   bool PrepareUpdate(const ResourceInfo& r, const json& old, json& obj,
-                     const std::string& subresource);
+                     const std::string& subresource, const WriteOptions& o);
+  // Server-side apply of `config` over `old`: the merged object with its
+  // managedFields. Throws 409 on conflicts with other managers.
+  json ApplyConfig(const ResourceInfo& r, const json& old, const json& config,
+                   const WriteOptions& o, bool force);
+  json CreateObject(const ResourceInfo& r, const std::string& ns, json obj, const WriteOptions& o,
+                    bool apply);
   // Writes `obj` over revision `rev`, deleting it when it is being deleted and
   // has no finalizers left. Throws store::Conflict.
   json Commit(const ResourceInfo& r, const std::string& ns, const std::string& name, json obj,

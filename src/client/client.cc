@@ -1,5 +1,7 @@
 #include "client/client.h"
 
+#include <map>
+
 #include <chrono>
 
 #include "common/fs.h"
@@ -15,6 +17,14 @@ Config Config::FromCertDir(const std::string& server, const std::string& dir,
   c.ca_pem = fs::ReadFile(dir + "/ca.crt");
   c.cert_pem = fs::ReadFile(dir + "/" + name + ".crt");
   c.key_pem = fs::ReadFile(dir + "/" + name + ".key");
+  static const std::map<std::string, std::string> kUpstream = {
+      {"controller-manager", "kube-controller-manager"},
+      {"scheduler", "kube-scheduler"},
+      {"proxy", "kube-proxy"},
+      {"dns", "coredns"},
+  };
+  auto it = kUpstream.find(name);
+  c.user_agent = (it == kUpstream.end() ? name : it->second) + "/v1.32.0 (linux/amd64) minik";
   return c;
 }
 
@@ -37,6 +47,7 @@ http::ClientOptions Client::Options(long timeout_ms) const {
   o.cert_pem = config_.cert_pem;
   o.key_pem = config_.key_pem;
   o.timeout_ms = timeout_ms;
+  o.user_agent = config_.user_agent;
   return o;
 }
 

@@ -22,7 +22,11 @@ namespace minik::client {
 struct Config {
   std::string server;  // https://127.0.0.1:8443
   std::string ca_pem, cert_pem, key_pem;
-  // Reads a directory with ca.crt and NAME.crt / NAME.key.
+  // Sent with every request; the API server records writes under its product
+  // name ("kube-controller-manager/v1.32.0 (linux/amd64) minik").
+  std::string user_agent;
+  // Reads a directory with ca.crt and NAME.crt / NAME.key; the user agent is
+  // the component's upstream name.
   static Config FromCertDir(const std::string& server, const std::string& dir,
                             const std::string& name);
 };

@@ -70,6 +70,9 @@ ClientResponse Perform(CURL* h, const std::string& url, const ClientOptions& opt
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
   }
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  if (!opts.user_agent.empty()) {
+    curl_easy_setopt(h, CURLOPT_USERAGENT, opts.user_agent.c_str());
+  }
   curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, OnWrite);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);

@@ -17,6 +17,7 @@ struct ClientOptions {
   std::string cert_pem, key_pem;  // client certificate
   long timeout_ms = 30000;
   long connect_timeout_ms = 5000;
+  std::string user_agent;  // sent when not empty
 };
 
 struct ClientResponse {
