@@ -505,6 +505,7 @@ void RegisterBuiltinResources(ResourceRegistry& reg) {
   {
     auto r = R("", "v1", "Namespace", "namespaces", false);
     r.short_names = {"ns"};
+    r.verbs = {"create", "delete", "get", "list", "patch", "update", "watch"};
     r.subresources = {"status", "finalize"};
     r.reset_status_on_create = true;
     r.defaults = DefaultNamespace;

@@ -229,13 +229,43 @@ uint16_t ApiServer::Start() {
   server_ = std::make_unique<http::Server>(
       ho, [this](http::Request& req, http::ResponseWriter& w) { Handle(req, w); });
   port_ = server_->Start();
+  system_namespaces_ = std::thread([this] { KeepSystemNamespaces(); });
   ready_ = true;
   log::Info("serving the Kubernetes API on https://{}:{} (store: {})", opts_.bind_address, port_,
             opts_.store);
   return port_;
 }
 
+void ApiServer::KeepSystemNamespaces() {
+  const api::ResourceInfo* ns = registry_.Find("", "v1", "namespaces");
+  WriteOptions self;
+  self.field_manager = "kube-apiserver";
+  std::unique_lock lock(stop_mu_);
+  while (!stop_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return stopping_; })) {
+    for (const char* name : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
+      try {
+        storage_->Create(*ns, "", json{{"metadata", {{"name", name}}}}, self);
+        log::Info("made the system namespace {} again", name);
+      } catch (const StatusError& e) {
+        if (e.code() != 409) {
+          log::Warn("system namespace {}: {}", name, e.what());
+        }
+      } catch (const std::exception& e) {
+        log::Warn("system namespace {}: {}", name, e.what());
+      }
+    }
+  }
+}
+
 void ApiServer::Stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (system_namespaces_.joinable()) {
+    system_namespaces_.join();
+  }
   ready_ = false;
   if (server_) {
     server_->Stop();

@@ -2,6 +2,9 @@
 // `minik apiserver`: the Kubernetes REST API over HTTPS, owning the store.
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <string>
 
@@ -76,6 +79,13 @@ class ApiServer {
   EncodedObjects encoded_;  // for watches
   std::unique_ptr<ServiceAccountTokens> tokens_;
   std::unique_ptr<http::Server> server_;
+  // Makes the system namespaces again when they are gone (upstream's
+  // system namespaces controller): kube-node-lease may be deleted.
+  void KeepSystemNamespaces();
+  std::thread system_namespaces_;
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
   std::atomic<bool> ready_{false};
   uint16_t port_ = 0;
 };

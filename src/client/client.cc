@@ -182,11 +182,15 @@ void Informer::Start() {
 }
 
 void Informer::Stop() {
-  stop_ = true;
-  synced_cv_.notify_all();
+  RequestStop();
   if (thread_.joinable()) {
     thread_.join();
   }
+}
+
+void Informer::RequestStop() {
+  stop_ = true;
+  synced_cv_.notify_all();
 }
 
 bool Informer::WaitForSync(std::chrono::milliseconds timeout) const {
@@ -382,6 +386,11 @@ void InformerFactory::Stop() {
   {
     std::lock_guard lock(mu_);
     all = informers_;
+  }
+  // All at once: an idle watch notices within about a second, and forty of
+  // them one after the other would hold a shutdown for half a minute.
+  for (auto& [_, inf] : all) {
+    inf->RequestStop();
   }
   for (auto& [_, inf] : all) {
     inf->Stop();

@@ -95,6 +95,8 @@ class Informer {
   void AddHandlers(Handlers handlers);
   void Start();
   void Stop();
+  // Asks the watch to end without waiting for it (Stop waits).
+  void RequestStop();
   // Waits until the first list has filled the cache; false on timeout or stop.
   bool WaitForSync(std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
   Object Get(const std::string& key) const;
