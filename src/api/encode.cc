@@ -1,5 +1,7 @@
 #include "api/encode.h"
 
+#include "api/registration.h"
+
 #include <algorithm>
 #include <map>
 #include <vector>
@@ -111,103 +113,15 @@ const std::map<std::string, std::string>& ShapeKinds() {
   return kinds;
 }
 
-// The Go package of an API group, as the type table names it ("apps",
-// "core", "networking" for networking.k8s.io).
-std::string Package(const std::string& group) {
-  if (group.empty()) {
-    return "core";
-  }
-  auto dot = group.find('.');
-  return dot == std::string::npos ? group : group.substr(0, dot);
-}
-
 void AppendScalar(const json& v, std::string& out) {
   if (v.is_string()) {
-    AppendJsonString(v.get_ref<const std::string&>(), out);
+    AppendGoJsonString(v.get_ref<const std::string&>(), out);
   } else {
     out += v.dump();
   }
 }
 
 }  // namespace
-
-void AppendJsonString(std::string_view s, std::string& out) {
-  static const char* hex = "0123456789abcdef";
-  out += '"';
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '<':
-        case '>':
-        case '&':
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xf];
-          break;
-        default:
-          if (c < 0x20) {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 0xf];
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    // A UTF-8 sequence: copied when valid, U+FFFD when not, and the line
-    // and paragraph separators escaped (as Go does, for JavaScript's sake).
-    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-    bool valid = n >= 2 && c < 0xf5 && i + n <= s.size();
-    uint32_t cp = n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
-    for (size_t k = 1; valid && k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      valid = (cc & 0xc0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if (valid) {
-      // Overlong forms and surrogates are invalid too.
-      valid = !(n == 2 && cp < 0x80) && !(n == 3 && cp < 0x800) && !(n == 4 && cp < 0x10000) &&
-              !(cp >= 0xd800 && cp <= 0xdfff) && cp <= 0x10ffff;
-    }
-    if (!valid) {
-      out += "\\ufffd";
-      ++i;
-      continue;
-    }
-    if (cp == 0x2028 || cp == 0x2029) {
-      out += cp == 0x2028 ? "\\u2028" : "\\u2029";
-    } else {
-      out.append(s.data() + i, n);
-    }
-    i += n;
-  }
-  out += '"';
-}
 
 Encoder::Encoder(const TypeTable& types, KindType kind_type)
     : types_(types), kind_type_(std::move(kind_type)) {}
@@ -272,7 +186,7 @@ void Encoder::Ordered(const json& obj, const std::vector<std::string>& order,
       out += ',';
     }
     first = false;
-    AppendJsonString(key, out);
+    AppendGoJsonString(key, out);
     out += ':';
     Value(v, type_of(key), out);
   };
@@ -356,7 +270,7 @@ void Encoder::Message(const json& obj, const MessageDef* m, std::string& out) co
       out += ',';
     }
     first = false;
-    AppendJsonString(k, out);
+    AppendGoJsonString(k, out);
     out += ':';
   };
   // Top-level kinds embed TypeMeta first.
@@ -403,7 +317,7 @@ void Encoder::Field(const json& v, const FieldDef& f, std::string& out) const {
         out += ',';
       }
       first = false;
-      AppendJsonString(it.key(), out);
+      AppendGoJsonString(it.key(), out);
       out += ':';
       Value(it.value(), f.type, out);
     }

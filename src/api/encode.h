@@ -47,7 +47,4 @@ class Encoder {
   KindType kind_type_;
 };
 
-// Appends `s` as a JSON string, escaped as Go's encoding/json does.
-void AppendJsonString(std::string_view s, std::string& out);
-
 }  // namespace minik::api

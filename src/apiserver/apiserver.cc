@@ -5,6 +5,8 @@
 #include <mutex>
 #include <random>
 
+#include <openssl/sha.h>
+
 #include "api/managed_fields.h"
 #include "api/patch.h"
 #include "api/printers.h"
@@ -429,6 +431,61 @@ void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {
   }
 }
 
+void ApiServer::ServeOpenApiV2(http::Request& req, http::ResponseWriter& w) {
+  // Built once: the registry and the types do not change while serving.
+  struct Forms {
+    std::string json, protobuf, etag;
+  };
+  static const Forms forms = [this] {
+    Forms f;
+    f.json = OpenApiV2(registry_, types_).dump();
+    f.protobuf = OpenApiV2Protobuf(json::parse(f.json));
+    unsigned char digest[SHA512_DIGEST_LENGTH];
+    SHA512(reinterpret_cast<const unsigned char*>(f.json.data()), f.json.size(), digest);
+    static const char* hex = "0123456789ABCDEF";
+    f.etag = "\"";
+    for (unsigned char c : digest) {
+      f.etag += hex[c >> 4];
+      f.etag += hex[c & 0xf];
+    }
+    f.etag += "\"";
+    return f;
+  }();
+  // The first type of Accept this server has wins; kubectl asks for
+  // protobuf only (with '@'), which is answered with the type's newer
+  // spelling (with '.'), as kube-apiserver does.
+  const char* kProto = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+  std::string accept = req.Header("Accept");
+  bool protobuf = false, found = accept.empty();
+  for (size_t pos = 0; !found && pos <= accept.size();) {
+    size_t comma = accept.find(',', pos);
+    std::string type = MediaType(
+        accept.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    if (type == "application/com.github.proto-openapi.spec.v2@v1.0+protobuf" || type == kProto) {
+      protobuf = found = true;
+    } else if (type == "application/json" || type == "*/*" || type == "application/*") {
+      found = true;
+    }
+    if (comma == std::string::npos) {
+      break;
+    }
+    pos = comma + 1;
+  }
+  if (!found) {
+    w.Send(406, {{"Content-Type", "text/plain"}}, "");
+    return;
+  }
+  http::Headers h = {{"Content-Type", protobuf ? kProto : kJson},
+                     {"Vary", "Accept"},
+                     {"Etag", forms.etag},
+                     {"Cache-Control", "no-cache, private"}};
+  if (req.Header("If-None-Match") == forms.etag) {
+    w.Send(304, h, "");
+    return;
+  }
+  w.Send(200, h, protobuf ? forms.protobuf : forms.json);
+}
+
 void ApiServer::ServeAuthentication(http::Request& req, http::ResponseWriter& w,
                                     const std::string& what) {
   if (req.method != "POST") {
@@ -492,7 +549,8 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
   };
   if (segs.empty()) {
     json paths = json::array(
-        {"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"});
+        {"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz",
+         "/version"});
     for (const auto& g : registry_.groups()) {
       if (!g.empty()) {
         paths.push_back("/apis/" + g);
@@ -502,6 +560,10 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
     return;
   }
   if (segs[0] == "openapi") {
+    if (segs.size() == 2 && segs[1] == "v2") {
+      ServeOpenApiV2(req, w);
+      return;
+    }
     if (segs.size() == 2 && segs[1] == "v3") {
       WriteJson(w, 200, OpenApiIndex(registry_));
       return;

@@ -61,6 +61,8 @@ class ApiServer {
                    const std::string& kind, const std::string& type_name, bool strict_default);
   // authentication.k8s.io: selfsubjectreviews and tokenreviews (create only).
   void ServeAuthentication(http::Request& req, http::ResponseWriter& w, const std::string& what);
+  // /openapi/v2 as JSON or protobuf, by the Accept header.
+  void ServeOpenApiV2(http::Request& req, http::ResponseWriter& w);
   // Resources that are not stored: reviews, bindings, component statuses.
   void ServeVirtual(http::Request& req, http::ResponseWriter& w, const api::ResourceInfo& r,
                     const std::string& ns, const std::string& name);
@@ -113,6 +115,11 @@ json AggregatedDiscovery(const api::ResourceRegistry& reg, bool core, const std:
 json OpenApiIndex(const api::ResourceRegistry& reg);
 json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& types,
                      const std::string& group_version_path);
+
+// OpenAPI v2: one Swagger 2.0 document for every group-version, and its
+// protobuf form (gnostic's openapi.v2.Document) that kubectl reads.
+json OpenApiV2(const api::ResourceRegistry& reg, const api::TypeTable& types);
+std::string OpenApiV2Protobuf(const json& doc);
 
 // Builds a meta.k8s.io Table for objects of `r`.
 json BuildTable(const api::ResourceInfo& r, const json& objects, const json& list_meta,

@@ -1,4 +1,5 @@
-// OpenAPI v3 documents derived from the registry and the type table: a PATCH
+// OpenAPI v3 documents (one per group-version) and the v2 document (one for
+// all) derived from the registry and the type table: a PATCH
 // operation per resource carrying its group-version-kind and the
 // `fieldValidation` parameter (so kubectl leaves validation to the server),
 // and component schemas for `kubectl explain`.
@@ -57,22 +58,30 @@ json ScalarSchema(const std::string& type) {
   return nullptr;
 }
 
-json MessageSchema(const api::TypeTable& types, const api::MessageDef& m) {
-  if (m.name == "resource.Quantity") {
+// The schemas of the messages with a JSON form of their own (null for others).
+json SpecialSchema(const std::string& name) {
+  if (name == "resource.Quantity") {
     return {{"type", "string"},
             {"description", "Quantity is a fixed-point representation of a number."}};
   }
-  if (m.name == "intstr.IntOrString") {
+  if (name == "intstr.IntOrString") {
     return {{"type", "string"}, {"format", "int-or-string"}};
   }
-  if (m.name == "meta.v1.Time" || m.name == "meta.v1.MicroTime") {
+  if (name == "meta.v1.Time" || name == "meta.v1.MicroTime") {
     return {{"type", "string"}, {"format", "date-time"}};
   }
-  if (m.name == "meta.v1.Duration") {
+  if (name == "meta.v1.Duration") {
     return {{"type", "string"}};
   }
-  if (m.name == "runtime.RawExtension" || m.name == "meta.v1.FieldsV1") {
+  if (name == "runtime.RawExtension" || name == "meta.v1.FieldsV1") {
     return {{"type", "object"}};
+  }
+  return nullptr;
+}
+
+json MessageSchema(const api::TypeTable& types, const api::MessageDef& m) {
+  if (json special = SpecialSchema(m.name); !special.is_null()) {
+    return special;
   }
   json props = json::object();
   for (const auto& [name, f] : m.by_json) {
@@ -185,7 +194,202 @@ std::string OpName(const api::ResourceInfo& r, const std::string& verb, bool nam
   return verb + g + v + (namespaced ? "Namespaced" : "") + r.kind;
 }
 
+// ---- OpenAPI v2 (Swagger 2.0): one document for every group-version ----
+
+std::string DefRef(const std::string& message) {
+  return "#/definitions/" + SchemaName(message);
+}
+
+json V2ValueSchema(const std::string& type) {
+  json s = ScalarSchema(type);
+  return s.is_null() ? json{{"$ref", DefRef(type)}} : s;
+}
+
+// A message as a Swagger 2.0 definition: `$ref`s stand alone (v2 allows
+// nothing beside them), lists and maps carry their patch extensions.
+json V2MessageSchema(const api::MessageDef& m) {
+  if (json special = SpecialSchema(m.name); !special.is_null()) {
+    return special;
+  }
+  json props = json::object();
+  for (const auto& [name, f] : m.by_json) {
+    json item = V2ValueSchema(f->type);
+    json p;
+    if (f->is_map) {
+      p = {{"type", "object"}, {"additionalProperties", item}};
+    } else if (f->repeated && f->type != "bytes") {
+      p = {{"type", "array"}, {"items", item}};
+      if (!f->merge_key.empty()) {
+        p["x-kubernetes-patch-merge-key"] = f->merge_key;
+      }
+      if (!f->patch_strategy.empty()) {
+        std::string st = f->patch_strategy;
+        std::replace(st.begin(), st.end(), '+', ',');
+        p["x-kubernetes-patch-strategy"] = st;
+      }
+      if (!f->list_map_keys.empty()) {
+        p["x-kubernetes-list-type"] = "map";
+        p["x-kubernetes-list-map-keys"] = f->list_map_keys;
+      }
+    } else {
+      p = item;
+    }
+    props[name] = p;
+  }
+  return {{"type", "object"}, {"properties", props}};
+}
+
+json V2Param(const std::string& name, const std::string& in, const std::string& description,
+             bool required = false) {
+  json p = {{"name", name}, {"in", in}, {"description", description}, {"type", "string"},
+            {"uniqueItems", true}};
+  if (required) {
+    p["required"] = true;
+  }
+  return p;
+}
+
+json V2Operation(const api::ResourceInfo& r, const std::string& action, const std::string& op_id,
+                 const std::string& response_ref, bool body) {
+  json op = {{"operationId", op_id},
+             {"tags", {r.group.empty() ? "core_" + r.version : r.group + "_" + r.version}},
+             {"description", action + " " + r.kind},
+             {"consumes", {"*/*"}},
+             {"produces", {"application/json", "application/yaml",
+                           "application/vnd.kubernetes.protobuf"}},
+             {"schemes", {"https"}},
+             {"responses",
+              {{"200", {{"description", "OK"}, {"schema", {{"$ref", response_ref}}}}},
+               {"401", {{"description", "Unauthorized"}}}}},
+             {"x-kubernetes-action", action},
+             {"x-kubernetes-group-version-kind",
+              {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}}};
+  json params = json::array();
+  if (body) {
+    params.push_back({{"name", "body"},
+                      {"in", "body"},
+                      {"required", true},
+                      {"schema",
+                       {{"$ref", action == "patch"
+                                     ? "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+                                     : response_ref}}}});
+    for (const auto& [n, d] :
+         std::vector<std::pair<std::string, std::string>>{
+             {"dryRun", "When present, indicates that modifications should not be persisted."},
+             {"fieldManager",
+              "fieldManager is a name associated with the actor or entity that is making these "
+              "changes."},
+             {"fieldValidation",
+              "fieldValidation instructs the server on how to handle objects in the request "
+              "containing unknown or duplicate fields. Valid values are: Ignore, Warn, "
+              "Strict."}}) {
+      params.push_back(V2Param(n, "query", d));
+    }
+  }
+  if (action == "patch") {
+    params.push_back(V2Param("force", "query", "Force is going to \"force\" Apply requests."));
+    // As in v3, strategic merge patch is served but not advertised.
+    op["consumes"] = {"application/json-patch+json", "application/merge-patch+json",
+                      "application/apply-patch+yaml"};
+  }
+  if (!params.empty()) {
+    op["parameters"] = params;
+  }
+  return op;
+}
+
 }  // namespace
+
+json OpenApiV2(const api::ResourceRegistry& reg, const api::TypeTable& types) {
+  json paths = json::object();
+  std::set<std::string> messages;
+  for (const auto& r : reg.all()) {
+    Reachable(types, r.type_name, messages);
+    std::string ref = DefRef(r.type_name);
+    std::string base = "/" + GroupPath(r.group, r.version);
+    json name_param = V2Param("name", "path", "name of the " + r.kind, true);
+    json ns_param = V2Param("namespace", "path",
+                            "object name and auth scope, such as for teams and projects", true);
+    std::string coll =
+        r.namespaced ? base + "/namespaces/{namespace}/" + r.plural : base + "/" + r.plural;
+    json collection = json::object();
+    if (r.has_verb("list")) {
+      collection["get"] = V2Operation(r, "list", OpName(r, "list", r.namespaced), ref, false);
+    }
+    if (r.has_verb("create")) {
+      collection["post"] = V2Operation(r, "post", OpName(r, "create", r.namespaced), ref, true);
+    }
+    if (r.has_verb("deletecollection")) {
+      collection["delete"] = V2Operation(r, "deletecollection",
+                                         OpName(r, "deleteCollection", r.namespaced), ref, false);
+    }
+    json item = json::object();
+    if (r.has_verb("get")) {
+      item["get"] = V2Operation(r, "get", OpName(r, "read", r.namespaced), ref, false);
+    }
+    if (r.has_verb("update")) {
+      item["put"] = V2Operation(r, "put", OpName(r, "replace", r.namespaced), ref, true);
+    }
+    if (r.has_verb("patch")) {
+      item["patch"] = V2Operation(r, "patch", OpName(r, "patch", r.namespaced), ref, true);
+    }
+    if (r.has_verb("delete")) {
+      item["delete"] = V2Operation(r, "delete", OpName(r, "delete", r.namespaced), ref, false);
+    }
+    if (r.namespaced) {
+      collection["parameters"] = json::array({ns_param});
+    }
+    if (collection.size() > (r.namespaced ? 1u : 0u)) {
+      paths[coll] = collection;
+    }
+    if (!item.empty()) {
+      item["parameters"] = r.namespaced ? json::array({name_param, ns_param})
+                                        : json::array({name_param});
+      paths[coll + "/{name}"] = item;
+    }
+  }
+  json definitions = json::object();
+  for (const auto& m : messages) {
+    const api::MessageDef* def = types.Find(m);
+    if (!def) {
+      continue;
+    }
+    json s = V2MessageSchema(*def);
+    json gvks = json::array();
+    for (const auto& r : reg.all()) {
+      if (r.type_name == m) {
+        gvks.push_back({{"group", r.group}, {"version", r.version}, {"kind", r.kind}});
+      }
+    }
+    if (!gvks.empty()) {
+      s["properties"]["apiVersion"] = {
+          {"type", "string"},
+          {"description",
+           "APIVersion defines the versioned schema of this representation of an object."}};
+      s["properties"]["kind"] = {
+          {"type", "string"},
+          {"description",
+           "Kind is a string value representing the REST resource this object represents."}};
+      s["x-kubernetes-group-version-kind"] = gvks;
+    }
+    definitions[SchemaName(m)] = s;
+  }
+  definitions["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
+      {"type", "object"},
+      {"description",
+       "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body."}};
+  return {{"swagger", "2.0"},
+          {"info", {{"title", "Kubernetes"}, {"version", "v1.32.0"}}},
+          {"paths", paths},
+          {"definitions", definitions},
+          {"securityDefinitions",
+           {{"BearerToken",
+             {{"type", "apiKey"},
+              {"name", "authorization"},
+              {"in", "header"},
+              {"description", "Bearer Token authentication"}}}}},
+          {"security", json::array({{{"BearerToken", json::array()}}})}};
+}
 
 json OpenApiIndex(const api::ResourceRegistry& reg) {
   json paths = json::object();

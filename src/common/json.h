@@ -41,6 +41,11 @@ Decoded ParseYaml(std::string_view text, const DecodeOptions& opts = {});
 // Renders JSON as block-style YAML (for kubeconfig files and the CLI).
 std::string ToYaml(const json& value);
 
+// Appends `s` as a JSON string escaped as Go's encoding/json escapes it (what
+// Kubernetes clients see): `<`, `>`, `&`, U+2028 and U+2029 as \uXXXX,
+// invalid UTF-8 as \ufffd.
+void AppendGoJsonString(std::string_view s, std::string& out);
+
 // Returns the value at a dotted path (`spec.template.metadata`), or nullptr.
 const json* Find(const json& obj, std::string_view dotted_path);
 std::string GetString(const json& obj, std::string_view dotted_path, const std::string& def = "");

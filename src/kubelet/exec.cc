@@ -292,8 +292,7 @@ void ServeAttach(KubeletContext& ctx, PodWorker& pod, const std::string& contain
 void ServePortForward(KubeletContext& ctx, PodWorker& pod, http::Request& req,
                       http::ResponseWriter& w) {
   streams::PortForwardOptions opts;
-  json p;
-  opts.pod_name = "";
+  opts.pod_name = pod.name();
   opts.pod_uid = pod.uid();
   std::string err;
   auto session = streams::PortForwardSession::Accept(req, w, opts, &err);

@@ -60,6 +60,7 @@ class PodWorker {
   bool eviction_done() const { return evicted_; }
   bool finished() const { return finished_; }
   std::string uid() const { return uid_; }
+  std::string name() const { return name_; }
 
   // The running container of `name` (for exec, attach, logs): id, dir, pid.
   struct Running {

@@ -19,4 +19,9 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "services: skipped (programs iptables; run as root)"
 fi
+if [ "$(id -u)" = 0 ]; then
+  MINIK_BIN="$(realpath "$build/minik")" /usr/bin/python3 "$(dirname "$0")/restart.py"
+else
+  echo "restart: skipped (runs containers; run as root)"
+fi
 MINIK_BIN="$(realpath "$build/minik")" /usr/bin/python3 "$(dirname "$0")/scheduler.py"

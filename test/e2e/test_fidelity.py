@@ -89,7 +89,7 @@ class FidelityTest(unittest.TestCase):
     def k(self, *args, **kw):
         return self.c.kubectl(*args, **kw)
 
-    def raw(self, path):
+    def raw(self, path, headers=None):
         """GET `path` with the admin certificate; (status, headers, bytes)."""
         cfg = json.loads(self.k("config", "view", "--raw", "--minify", "-o", "json").stdout)
         cluster = cfg["clusters"][0]["cluster"]
@@ -104,7 +104,8 @@ class FidelityTest(unittest.TestCase):
         ctx = ssl.create_default_context(cafile=files["ca"])
         ctx.load_cert_chain(files["crt"], files["key"])
         try:
-            with urllib.request.urlopen(cluster["server"] + path, context=ctx) as r:
+            req = urllib.request.Request(cluster["server"] + path, headers=headers or {})
+            with urllib.request.urlopen(req, context=ctx) as r:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
@@ -395,6 +396,33 @@ class FidelityTest(unittest.TestCase):
                "action: Test\nreason: Tested\nnote: hello\ntype: Normal\nregarding: {kind: Pod, name: x, namespace: default}\n")
         core = json.loads(self.k("get", "--raw", "/api/v1/namespaces/default/events/ev1").stdout)
         self.assertEqual((core["message"], core["involvedObject"]["name"]), ("hello", "x"))
+
+    # 9. OpenAPI v2
+    def test_openapi_v2_in_json_and_protobuf(self):
+        status, headers, body = self.raw("/openapi/v2")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        doc = json.loads(body)
+        self.assertEqual(doc["swagger"], "2.0")
+        pod = doc["definitions"]["io.k8s.api.core.v1.Pod"]
+        self.assertEqual(pod["x-kubernetes-group-version-kind"], [{"group": "", "kind": "Pod", "version": "v1"}])
+        self.assertEqual(pod["properties"]["spec"], {"$ref": "#/definitions/io.k8s.api.core.v1.PodSpec"})
+        patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+        self.assertEqual(patch["x-kubernetes-group-version-kind"], {"group": "apps", "version": "v1", "kind": "Deployment"})
+        self.assertIn("fieldValidation", [p["name"] for p in patch["parameters"]])
+        # kubectl asks for protobuf; the answer names the type with a dot.
+        status, pheaders, pbody = self.raw("/openapi/v2", {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+        self.assertEqual(pheaders["Content-Type"], "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+        self.assertEqual(pbody[:5], b"\x0a\x032.0")  # Document.swagger = "2.0"
+        self.assertEqual(pheaders["Etag"], headers["Etag"])
+        status, _, _ = self.raw("/openapi/v2", {"If-None-Match": headers["Etag"]})
+        self.assertEqual(status, 304)
+        status, _, _ = self.raw("/openapi/v2", {"Accept": "application/xml"})
+        self.assertEqual(status, 406)
+        # kubectl reads the protobuf form itself for explain's v2 output.
+        out = self.k("explain", "pods.spec.containers.ports", "--output=plaintext-openapiv2").stdout
+        self.assertIn("KIND:     Pod", out)
+        self.assertIn("containerPort\t<integer>", out)
 
     # 10. Wire format
     def test_status_and_version_bodies_are_kube_apiservers(self):

@@ -364,6 +364,76 @@ spec:
             pf.terminate()
             pf.wait(timeout=10)
 
+    def test_secret_string_data_reaches_the_pod(self):
+        # The tutorial pattern: a Secret written with stringData, read by key.
+        self.apply("""apiVersion: v1
+kind: Secret
+metadata: {name: api-token}
+stringData: {token: tok-123}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: token-reader}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, "3600"]
+    env:
+    - {name: TOKEN, valueFrom: {secretKeyRef: {name: api-token, key: token}}}
+""")
+        self.ready("token-reader")
+        self.assertIn("TOKEN=tok-123", self.k("exec", "token-reader", "--", "env").stdout)
+
+    def test_python_client_port_forward_over_websocket(self):
+        # As the Python client's own e2e test does it: one WebSocket, three
+        # ports, the third with nothing listening.
+        self.apply("""apiVersion: v1
+kind: Pod
+metadata: {name: pf-echo}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "nc -ll -p 1234 -e /bin/cat & nc -ll -p 1235 -e /bin/cat & wait"]
+""")
+        self.ready("pf-echo")
+        client, api = self.c.python_client()
+        from kubernetes.stream import portforward
+        v1 = client.CoreV1Api(api)
+        wait_for(lambda: "1235" in self.k("exec", "pf-echo", "--", "netstat", "-ltn").stdout, 20,
+                 what="both listeners")
+        pf = portforward(v1.connect_get_namespaced_pod_portforward, "pf-echo", "default",
+                         ports="1234,1235,1236")
+        try:
+            self.assertTrue(pf.connected)
+            for port in (1234, 1235):
+                sock = pf.socket(port)
+                sock.setblocking(True)
+                sock.sendall(f"hello {port}\n".encode())
+                got = b""
+                deadline = time.time() + 10
+                while not got.endswith(b"\n") and time.time() < deadline:
+                    got += sock.recv(1024)
+                self.assertEqual(got, f"hello {port}\n".encode())
+                self.assertIsNone(pf.error(port))
+            # The refused port reports its error and its socket closes (the
+            # client's own test expects BrokenPipeError); the others go on.
+            bad = pf.socket(1236)
+            bad.setblocking(True)
+            wait_for(lambda: pf.error(1236), 10, what="the refused port's error")
+            self.assertIn("error forwarding port 1236 to pod pf-echo", pf.error(1236))
+            with self.assertRaises(BrokenPipeError):
+                for _ in range(20):
+                    bad.sendall(b"anyone?")
+                    time.sleep(0.05)
+            self.assertTrue(pf.connected)
+            sock = pf.socket(1234)
+            sock.sendall(b"still here\n")
+            self.assertEqual(sock.recv(1024), b"still here\n")
+        finally:
+            pf.close()
+
     def test_zz_kubelet_kill_9_keeps_containers(self):
         self.k("create", "namespace", "survivors")
         self.k("-n", "survivors", "create", "deployment", "sleepers", "--image=busybox", "--replicas=20",

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/json.h"
 #include "kubelet/streams/websocket.h"
 
 namespace minik::streams {
@@ -35,57 +36,9 @@ void SendError(http::ResponseWriter& w, int status, const std::string& message,
 }  // namespace
 
 std::string GoJsonString(std::string_view s) {
-  std::string out = "\"";
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        case '<':
-        case '>':
-        case '&':
-          out += fmt::format("\\u{:04x}", c);
-          break;
-        default:
-          if (c < 0x20) {
-            out += fmt::format("\\u{:04x}", c);
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    std::string_view seq = s.substr(i, len);
-    if (len == 1 || seq.size() < len || !websocket::IsValidUtf8(seq)) {
-      out += "\\ufffd";
-      ++i;
-      continue;
-    }
-    if (seq == "\xE2\x80\xA8" || seq == "\xE2\x80\xA9") {
-      out += seq == "\xE2\x80\xA8" ? "\\u2028" : "\\u2029";
-    } else {
-      out.append(seq);
-    }
-    i += len;
-  }
-  return out + "\"";
+  std::string out;
+  AppendGoJsonString(s, out);
+  return out;
 }
 
 std::vector<std::string> SplitHeaderList(std::string_view value) {
