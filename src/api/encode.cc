@@ -282,21 +282,7 @@ void Encoder::Message(const json& obj, const MessageDef* m, std::string& out) co
       }
     }
   }
-  std::function<void(const MessageDef*)> fields = [&](const MessageDef* md) {
-    for (const auto& f : md->fields) {
-      if (f.is_inline()) {
-        if (const MessageDef* in = types_.Find(f.type)) {
-          fields(in);
-        }
-        continue;
-      }
-      if (auto it = obj.find(f.json_name); it != obj.end()) {
-        key(f.json_name);
-        Field(*it, f, out);
-      }
-    }
-  };
-  fields(m);
+  Fields(obj, m, first, out);
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     const std::string& k = it.key();
     if (m->by_json.count(k) || k == "kind" || k == "apiVersion") {
@@ -306,6 +292,26 @@ void Encoder::Message(const json& obj, const MessageDef* m, std::string& out) co
     Value(it.value(), "", out);
   }
   out += '}';
+}
+
+void Encoder::Fields(const json& obj, const MessageDef* m, bool& first, std::string& out) const {
+  for (const auto& f : m->fields) {
+    if (f.is_inline()) {
+      if (const MessageDef* in = types_.Find(f.type)) {
+        Fields(obj, in, first, out);
+      }
+      continue;
+    }
+    if (auto it = obj.find(f.json_name); it != obj.end()) {
+      if (!first) {
+        out += ',';
+      }
+      first = false;
+      AppendGoJsonString(f.json_name, out);
+      out += ':';
+      Field(*it, f, out);
+    }
+  }
 }
 
 void Encoder::Field(const json& v, const FieldDef& f, std::string& out) const {

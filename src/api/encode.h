@@ -39,6 +39,8 @@ class Encoder {
   void Message(const json& obj, const MessageDef* m, std::string& out) const;
   void Value(const json& v, const std::string& type, std::string& out) const;
   void Field(const json& v, const FieldDef& f, std::string& out) const;
+  // The fields of `m` (and of its inline members) present in `obj`, in order.
+  void Fields(const json& obj, const MessageDef* m, bool& first, std::string& out) const;
   void Ordered(const json& obj, const std::vector<std::string>& order,
                const std::function<std::string(const std::string& key)>& type_of,
                std::string& out) const;

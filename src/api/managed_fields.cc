@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <mutex>
 #include <set>
 
 namespace minik::api {
@@ -14,8 +15,22 @@ const std::set<std::string>& AtomicMessages() {
       "core.v1.ObjectReference",        "core.v1.LocalObjectReference",
       "core.v1.TypedLocalObjectReference", "core.v1.TypedObjectReference",
       "core.v1.NodeSelector",           "core.v1.TopologySelectorTerm",
+      "core.v1.SecretKeySelector",      "core.v1.ConfigMapKeySelector",
+      "core.v1.ObjectFieldSelector",    "core.v1.ResourceFieldSelector",
   };
   return s;
+}
+
+// Key fields of associative lists that have a default (`protocol` of ports):
+// an applied item without it is the same item as the stored, defaulted one.
+const std::map<std::pair<std::string, std::string>, json>& KeyDefaults() {
+  static const std::map<std::pair<std::string, std::string>, json> d = {
+      {{"core.v1.ContainerPort", "protocol"}, "TCP"},
+      {{"core.v1.ServicePort", "protocol"}, "TCP"},
+      {{"core.v1.EndpointPort", "protocol"}, "TCP"},
+      {{"discovery.v1.EndpointPort", "protocol"}, "TCP"},
+  };
+  return d;
 }
 const std::set<std::string>& AtomicMapFields() {
   static const std::set<std::string> s = {"core.v1.ServiceSpec.selector",
@@ -113,6 +128,11 @@ class Walker {
       for (const auto& name : list.keys) {
         if (auto it = item.find(name); it != item.end() && !it->is_null()) {
           k[name] = *it;
+        } else if (list.message) {
+          auto d = KeyDefaults().find({list.message->name, name});
+          if (d != KeyDefaults().end()) {
+            k[name] = d->second;
+          }
         }
       }
     }
@@ -654,7 +674,7 @@ FieldManager::FieldManager(const TypeTable& types, std::string type, bool status
 
 FieldSet FieldManager::Ignored(const std::string& subresource) const {
   FieldSet s;
-  if (subresource == "status") {
+  if (subresource == "status" || subresource == "approval") {
     s.Child("f:spec").set_member(true);
   } else if (status_subresource_) {
     s.Child("f:status").set_member(true);
@@ -691,9 +711,17 @@ FieldSet FieldManager::StillApplied(const json& last_applied, const json& live) 
 }
 
 json FieldManager::Empty() const {
-  Walker w(types_);
-  json e = w.Empty(types_.Find(type_), 0);
-  return e;
+  // The same for every write of a kind: made once per type (shared state,
+  // guarded; the table outlives the process's requests).
+  static std::mutex mu;
+  static std::map<std::pair<const TypeTable*, std::string>, json> cache;
+  std::lock_guard lock(mu);
+  auto [it, added] = cache.try_emplace({&types_, type_});
+  if (added) {
+    Walker w(types_);
+    it->second = w.Empty(types_.Find(type_), 0);
+  }
+  return it->second;
 }
 
 bool FieldManager::Update(std::vector<ManagedFieldsEntry>& managers, const json& old,
@@ -835,12 +863,28 @@ json FieldManager::Apply(const json& live, std::vector<ManagedFieldsEntry> live_
 
 std::string ManagerFromUserAgent(const std::string& user_agent) {
   std::string prefix = user_agent.substr(0, user_agent.find('/'));
+  // Whole printable characters only, never cut inside one, 128 bytes at most.
   std::string out;
-  for (char c : prefix) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u != 0x7f && out.size() < 128) {
-      out += c;
+  for (size_t i = 0; i < prefix.size();) {
+    unsigned char c = static_cast<unsigned char>(prefix[i]);
+    size_t n = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    bool valid = n > 0 && i + n <= prefix.size();
+    for (size_t k = 1; valid && k < n; ++k) {
+      valid = (static_cast<unsigned char>(prefix[i + k]) & 0xc0) == 0x80;
     }
+    if (!valid) {
+      ++i;
+      continue;
+    }
+    if (n == 1 && (c < 0x20 || c == 0x7f)) {
+      ++i;
+      continue;
+    }
+    if (out.size() + n > 128) {
+      break;
+    }
+    out.append(prefix, i, n);
+    i += n;
   }
   return out.empty() ? "unknown" : out;
 }

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 
@@ -33,10 +34,18 @@ const char* kJson = "application/json";
 }  // namespace
 
 const api::Encoder& ApiEncoder() {
+  // The message of each served (apiVersion, kind), looked up once.
+  static const std::map<std::pair<std::string, std::string>, std::string> kinds = [] {
+    std::map<std::pair<std::string, std::string>, std::string> m;
+    for (const auto& r : api::ResourceRegistry::Builtin().all()) {
+      m.emplace(std::make_pair(r.api_version(), r.kind), r.type_name);
+    }
+    return m;
+  }();
   static const api::Encoder encoder(
       api::TypeTable::Builtin(), [](const std::string& api_version, const std::string& kind) {
-        const api::ResourceInfo* r = api::ResourceRegistry::Builtin().FindKind(api_version, kind);
-        return r ? r->type_name : std::string();
+        auto it = kinds.find({api_version, kind});
+        return it == kinds.end() ? std::string() : it->second;
       });
   return encoder;
 }
@@ -231,7 +240,13 @@ uint16_t ApiServer::Start() {
   server_ = std::make_unique<http::Server>(
       ho, [this](http::Request& req, http::ResponseWriter& w) { Handle(req, w); });
   port_ = server_->Start();
-  system_namespaces_ = std::thread([this] { KeepSystemNamespaces(); });
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = false;
+  }
+  if (!system_namespaces_.joinable()) {
+    system_namespaces_ = std::thread([this] { KeepSystemNamespaces(); });
+  }
   ready_ = true;
   log::Info("serving the Kubernetes API on https://{}:{} (store: {})", opts_.bind_address, port_,
             opts_.store);
@@ -434,21 +449,25 @@ void ApiServer::Handle(http::Request& req, http::ResponseWriter& w) {
 void ApiServer::ServeOpenApiV2(http::Request& req, http::ResponseWriter& w) {
   // Built once: the registry and the types do not change while serving.
   struct Forms {
-    std::string json, protobuf, etag;
+    std::string json, protobuf, json_etag, protobuf_etag;
   };
   static const Forms forms = [this] {
+    auto etag = [](const std::string& body) {
+      unsigned char digest[SHA512_DIGEST_LENGTH];
+      SHA512(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+      static const char* hex = "0123456789ABCDEF";
+      std::string e = "\"";
+      for (unsigned char c : digest) {
+        e += hex[c >> 4];
+        e += hex[c & 0xf];
+      }
+      return e + "\"";
+    };
     Forms f;
     f.json = OpenApiV2(registry_, types_).dump();
     f.protobuf = OpenApiV2Protobuf(json::parse(f.json));
-    unsigned char digest[SHA512_DIGEST_LENGTH];
-    SHA512(reinterpret_cast<const unsigned char*>(f.json.data()), f.json.size(), digest);
-    static const char* hex = "0123456789ABCDEF";
-    f.etag = "\"";
-    for (unsigned char c : digest) {
-      f.etag += hex[c >> 4];
-      f.etag += hex[c & 0xf];
-    }
-    f.etag += "\"";
+    f.json_etag = etag(f.json);
+    f.protobuf_etag = etag(f.protobuf);
     return f;
   }();
   // The first type of Accept this server has wins; kubectl asks for
@@ -475,11 +494,13 @@ void ApiServer::ServeOpenApiV2(http::Request& req, http::ResponseWriter& w) {
     w.Send(406, {{"Content-Type", "text/plain"}}, "");
     return;
   }
+  // Each form has its own Etag, so a cached form is never taken for the other.
+  const std::string& etag = protobuf ? forms.protobuf_etag : forms.json_etag;
   http::Headers h = {{"Content-Type", protobuf ? kProto : kJson},
                      {"Vary", "Accept"},
-                     {"Etag", forms.etag},
+                     {"Etag", etag},
                      {"Cache-Control", "no-cache, private"}};
-  if (req.Header("If-None-Match") == forms.etag) {
+  if (req.Header("If-None-Match") == etag) {
     w.Send(304, h, "");
     return;
   }

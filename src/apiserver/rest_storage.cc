@@ -297,8 +297,9 @@ void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, js
   // Field managers see the defaulted object, and not what admission adds.
   if (!o.field_manager.empty()) {
     api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
-    api::FieldManagerRequest req{o.field_manager, r.api_version(), o.managed_subresource,
-                                 FormatTime(Now()), false};
+    api::FieldManagerRequest req{
+        o.field_manager, o.managed_api_version.empty() ? r.api_version() : o.managed_api_version,
+        o.managed_subresource, FormatTime(Now()), false};
     std::vector<api::ManagedFieldsEntry> managers;
     if (apply) {
       fm.Apply(fm.Empty(), {}, config, obj, req, &managers);
@@ -556,7 +557,11 @@ json RestStorage::Create(const ResourceInfo& r, const std::string& ns, json obj,
 json RestStorage::CreateObject(const ResourceInfo& r, const std::string& ns, json obj,
                                const WriteOptions& o, bool apply) {
   if (r.converted()) {
-    return Present(r, CreateObject(registry_.storage(r), ns, ToStorage(r, obj), o, apply));
+    WriteOptions so = o;
+    if (so.managed_api_version.empty()) {
+      so.managed_api_version = r.api_version();
+    }
+    return Present(r, CreateObject(registry_.storage(r), ns, ToStorage(r, obj), so, apply));
   }
   std::unique_lock<std::mutex> alloc_lock;
   if (r.group.empty() && r.plural == "services") {
@@ -618,12 +623,16 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
                             ", UID in object meta: " + old_meta.value("uid", ""));
   }
   if (subresource == "status") {
-    // The status subresource changes status only.
+    // The status subresource changes status only (and the managers an apply
+    // to it recorded).
     json next = old;
     if (obj.contains("status")) {
       next["status"] = obj["status"];
     } else {
       next.erase("status");
+    }
+    if (const json* mf = Find(obj, "metadata.managedFields"); mf && o.keep_managed_fields) {
+      Meta(next)["managedFields"] = *mf;
     }
     obj = std::move(next);
   } else if (subresource == "approval") {
@@ -668,7 +677,7 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
   if (r.tracks_generation && SpecPart(obj) != SpecPart(old)) {
     m["generation"] = old_meta.value("generation", int64_t{0}) + 1;
   }
-  if (subresource != "apply") {
+  if (!o.keep_managed_fields) {
     // An apply has set managedFields already; anything else is recorded here.
     std::vector<api::ManagedFieldsEntry> managers;
     const json* live = Find(old, "metadata.managedFields");
@@ -689,7 +698,9 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
       api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
       std::string sub = o.managed_subresource.empty() ? subresource : o.managed_subresource;
       fm.Update(managers, old, obj,
-                {o.field_manager, r.api_version(), sub, FormatTime(Now()), false});
+                {o.field_manager,
+                 o.managed_api_version.empty() ? r.api_version() : o.managed_api_version, sub,
+                 FormatTime(Now()), false});
     }
     if (managers.empty()) {
       Meta(obj).erase("managedFields");
@@ -737,7 +748,11 @@ json RestStorage::Update(const ResourceInfo& r, const std::string& ns, const std
     throw BadRequest("the body of an update must be an object");
   }
   if (r.converted()) {
-    return Present(r, Update(registry_.storage(r), ns, name, ToStorage(r, obj), subresource, o));
+    WriteOptions so = o;
+    if (so.managed_api_version.empty()) {
+      so.managed_api_version = r.api_version();
+    }
+    return Present(r, Update(registry_.storage(r), ns, name, ToStorage(r, obj), subresource, so));
   }
   std::string want_rv = GetString(obj, "metadata.resourceVersion");
   for (int attempt = 0;; ++attempt) {
@@ -800,7 +815,7 @@ json RestStorage::ApplyPatch(const ResourceInfo& r, const json& old, PatchType t
 }
 
 json RestStorage::ApplyConfig(const ResourceInfo& r, const json& old, const json& config,
-                              const WriteOptions& o, bool force) {
+                              const WriteOptions& o, bool force, const std::string& subresource) {
   if (Find(config, "metadata.managedFields")) {
     throw BadRequest("metadata.managedFields must be nil");
   }
@@ -810,7 +825,8 @@ json RestStorage::ApplyConfig(const ResourceInfo& r, const json& old, const json
     live = api::ParseManagedFields(*m).value_or(live);
   }
   api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
-  api::FieldManagerRequest req{o.field_manager, r.api_version(), "", FormatTime(Now()), force};
+  api::FieldManagerRequest req{o.field_manager, r.api_version(), subresource, FormatTime(Now()),
+                               force};
   const std::string kLastApplied = "kubectl.kubernetes.io/last-applied-configuration";
   const json* annotations = Find(old, "metadata.annotations");
   json last_applied;
@@ -828,21 +844,27 @@ json RestStorage::ApplyConfig(const ResourceInfo& r, const json& old, const json
     // kubectl moving from client-side to server-side apply: conflicts on
     // fields the last client-side apply set, to the values they still have,
     // are the same user's and are taken over.
-    bool forgiven = false;
+    std::vector<api::ApplyConflict> remaining = e.conflicts();
     if (o.field_manager == "kubectl" && last_applied.is_object() &&
         last_applied.value("apiVersion", "") == r.api_version()) {
-      api::FieldSet rest = e.fields();
-      rest.Subtract(fm.StillApplied(last_applied, old));
-      forgiven = rest.empty();
+      std::vector<std::string> still = fm.StillApplied(last_applied, old).Paths();
+      remaining.erase(std::remove_if(remaining.begin(), remaining.end(),
+                                     [&](const api::ApplyConflict& c) {
+                                       return std::find(still.begin(), still.end(), c.path) !=
+                                              still.end();
+                                     }),
+                      remaining.end());
     }
-    if (!forgiven) {
+    if (!remaining.empty()) {
+      // Only the conflicts client-side apply does not explain are reported.
+      api::ApplyConflictError left(remaining, api::FieldSet());
       json causes = json::array();
-      for (const auto& c : e.conflicts()) {
+      for (const auto& c : left.conflicts()) {
         causes.push_back({{"reason", "FieldManagerConflict"},
                           {"message", "conflict with " + c.manager},
                           {"field", c.path}});
       }
-      throw StatusError(409, "Conflict", e.what(), json{{"causes", causes}});
+      throw StatusError(409, "Conflict", left.what(), json{{"causes", causes}});
     }
     req.force = true;
     merged = fm.Apply(old, live, config, ApplyPatch(r, old, PatchType::kApply, config), req,
@@ -852,11 +874,13 @@ json RestStorage::ApplyConfig(const ResourceInfo& r, const json& old, const json
   // kubectl applies on the server (so a later client-side apply works).
   if (o.field_manager == "kubectl" && !last_applied.is_null()) {
     json applied = config;
-    if (Find(applied, "metadata.annotations")) {
+    if (const json* a = Find(applied, "metadata.annotations"); a && a->is_object()) {
       applied["metadata"]["annotations"].erase(kLastApplied);
       if (applied["metadata"]["annotations"].empty()) {
         applied["metadata"].erase("annotations");
       }
+    } else if (a) {
+      applied["metadata"].erase("annotations");
     }
     Meta(merged)["annotations"][kLastApplied] = applied.dump();
   }
@@ -890,12 +914,19 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
         }
         throw;
       }
-      json patched = ApplyPatch(r, old, type, patch);
+      WriteOptions po = o;
+      json patched;
+      if (type == PatchType::kApply) {
+        patched = ApplyConfig(r, old, patch, o, force, subresource);
+        po.keep_managed_fields = true;
+      } else {
+        patched = ApplyPatch(r, old, type, patch);
+      }
       if (!precondition) {
         Meta(patched)["resourceVersion"] = GetString(old, "metadata.resourceVersion");
       }
       try {
-        return Update(r, ns, name, patched, subresource, o);
+        return Update(r, ns, name, patched, subresource, po);
       } catch (const StatusError& e) {
         if (e.code() != 409 || precondition || attempt >= kMaxRetries) {
           throw;
@@ -923,7 +954,7 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
       }
       throw;
     }
-    json patched = type == PatchType::kApply ? ApplyConfig(r, old, patch, o, force)
+    json patched = type == PatchType::kApply ? ApplyConfig(r, old, patch, o, force, subresource)
                                              : ApplyPatch(r, old, type, patch);
     std::string want_rv = GetString(patched, "metadata.resourceVersion");
     if (want_rv != std::to_string(rev) && !want_rv.empty() &&
@@ -938,7 +969,9 @@ json RestStorage::Patch(const ResourceInfo& r, const std::string& ns, const std:
       alloc_lock = std::unique_lock(AllocationMutex());
     }
     // (An apply has recorded its managedFields already.)
-    if (!PrepareUpdate(r, old, patched, type == PatchType::kApply ? "apply" : subresource, o)) {
+    WriteOptions po = o;
+    po.keep_managed_fields = type == PatchType::kApply;
+    if (!PrepareUpdate(r, old, patched, subresource, po)) {
       return old;
     }
     try {

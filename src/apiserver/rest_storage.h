@@ -38,6 +38,12 @@ struct WriteOptions {
   // The subresource a write is recorded under when it is not the request's
   // own (a /scale write changes the main resource).
   std::string managed_subresource;
+  // The version a write is recorded in, when it is not the stored one (a
+  // write through autoscaling/v1 of an HPA stored as v2).
+  std::string managed_api_version;
+  // managedFields are set on the object already (by server-side apply):
+  // stored as they are.
+  bool keep_managed_fields = false;
 };
 
 // Patch types by their Content-Type.
@@ -92,7 +98,7 @@ class RestStorage {
   // Server-side apply of `config` over `old`: the merged object with its
   // managedFields. Throws 409 on conflicts with other managers.
   json ApplyConfig(const ResourceInfo& r, const json& old, const json& config,
-                   const WriteOptions& o, bool force);
+                   const WriteOptions& o, bool force, const std::string& subresource);
   json CreateObject(const ResourceInfo& r, const std::string& ns, json obj, const WriteOptions& o,
                     bool apply);
   // Writes `obj` over revision `rev`, deleting it when it is being deleted and

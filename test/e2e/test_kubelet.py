@@ -40,6 +40,15 @@ class KubeletTest(unittest.TestCase):
     def ready(self, name, ns="default", timeout=60):
         self.k("-n", ns, "wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={timeout}s", timeout=timeout + 10)
 
+    def succeeds(self, name, what, timeout=60):
+        """Waits for pod `name` to succeed; on timeout says what the pod and node show."""
+        try:
+            wait_for(lambda: self.pod(name)["status"].get("phase") == "Succeeded", timeout=timeout,
+                     what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.k('describe', 'pod', name, check=False).stdout}\n"
+                                 f"{self.k('describe', 'node', check=False).stdout}") from None
+
     def pod(self, name, ns="default"):
         return json.loads(self.k("-n", ns, "get", "pod", name, "-o", "json").stdout)
 
@@ -188,8 +197,7 @@ spec:
         try:
             ref = reg.push("e2e/marker", "1.0", "from the registry\n")
             self.k("run", "pulled", f"--image={ref}", "--restart=Never")
-            wait_for(lambda: self.pod("pulled")["status"].get("phase") == "Succeeded", timeout=60,
-                     what="the pulled image to run")
+            self.succeeds("pulled", "the pulled image to run")
             self.assertEqual(self.k("logs", "pulled").stdout, "from the registry\n")
         finally:
             reg.stop()
@@ -199,8 +207,7 @@ spec:
         self.assertIn("example.com/saved:2", out)
         self.assertIn("example.com/saved", self.c.minik("image", "ls").stdout)
         self.k("run", "loaded", "--image=example.com/saved:2", "--restart=Never", "--image-pull-policy=Never")
-        wait_for(lambda: self.pod("loaded")["status"].get("phase") == "Succeeded", timeout=60,
-                 what="the loaded image to run")
+        self.succeeds("loaded", "the loaded image to run")
         self.assertEqual(self.k("logs", "loaded").stdout, "from the archive\n")
         # A missing image says where it looked.
         self.k("run", "missing", "--image=127.0.0.1:1/nowhere:1")
@@ -384,6 +391,8 @@ spec:
 """)
         self.ready("token-reader")
         self.assertIn("TOKEN=tok-123", self.k("exec", "token-reader", "--", "env").stdout)
+        self.k("delete", "pod", "token-reader", "--wait=false")
+        self.k("delete", "secret", "api-token")
 
     def test_python_client_port_forward_over_websocket(self):
         # As the Python client's own e2e test does it: one WebSocket, three
@@ -424,15 +433,20 @@ spec:
             wait_for(lambda: pf.error(1236), 10, what="the refused port's error")
             self.assertIn("error forwarding port 1236 to pod pf-echo", pf.error(1236))
             with self.assertRaises(BrokenPipeError):
-                for _ in range(20):
+                for _ in range(200):
                     bad.sendall(b"anyone?")
                     time.sleep(0.05)
             self.assertTrue(pf.connected)
             sock = pf.socket(1234)
             sock.sendall(b"still here\n")
-            self.assertEqual(sock.recv(1024), b"still here\n")
+            got = b""
+            deadline = time.time() + 10
+            while not got.endswith(b"\n") and time.time() < deadline:
+                got += sock.recv(1024)
+            self.assertEqual(got, b"still here\n")
         finally:
             pf.close()
+            self.k("delete", "pod", "pf-echo", "--wait=false")
 
     def test_zz_kubelet_kill_9_keeps_containers(self):
         self.k("create", "namespace", "survivors")

@@ -169,6 +169,35 @@ TEST_CASE("a map an applier owned whole and now owns a key of stays", "[fields]"
   CHECK(merged["spec"]["containers"][0]["image"] == "busybox");
 }
 
+TEST_CASE("an applied port without its defaulted protocol is the stored port", "[fields]") {
+  FieldManager fm(Types(), "core.v1.Pod", true);
+  json config = Pod("busybox");
+  config["spec"]["containers"][0]["ports"] = {{{"containerPort", 80}}, {{"containerPort", 81}}};
+  json live = config;
+  for (auto& p : live["spec"]["containers"][0]["ports"]) {
+    p["protocol"] = "TCP";  // what defaulting stored
+  }
+  std::vector<ManagedFieldsEntry> ms;
+  fm.Apply(fm.Empty(), {}, config, live, Req("kubectl"), &ms);
+  json f = ms[0].fields.ToJson();
+  const json& c = f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
+  CHECK(c["f:ports"].contains("k:{\"containerPort\":80,\"protocol\":\"TCP\"}"));
+  // Applying without port 81 removes it; another manager changing port 80's
+  // name conflicts with the applier.
+  json smaller = config;
+  smaller["spec"]["containers"][0]["ports"].erase(1);
+  json merged = fm.Apply(live, ms, smaller, live, Req("kubectl"), &ms);
+  REQUIRE(merged["spec"]["containers"][0]["ports"].size() == 1);
+  CHECK(merged["spec"]["containers"][0]["ports"][0]["containerPort"] == 80);
+  json other = smaller;
+  other["spec"]["containers"][0]["ports"][0]["hostPort"] = 8080;
+  json owned = merged;
+  owned["spec"]["containers"][0]["ports"][0]["hostPort"] = 9090;
+  std::vector<ManagedFieldsEntry> two = ms;
+  fm.Update(two, merged, owned, Req("owner"));
+  CHECK_THROWS_AS(fm.Apply(owned, two, other, other, Req("third"), &ms), ApplyConflictError);
+}
+
 TEST_CASE("managedFields round-trip, sorted Apply first then by time", "[fields]") {
   json list = json::parse(R"([
     {"manager":"b","operation":"Update","apiVersion":"v1","time":"2026-01-02T00:00:00Z",
@@ -197,4 +226,8 @@ TEST_CASE("the manager of a request without fieldManager is its product", "[fiel
   CHECK(ManagerFromUserAgent("OpenAPI-Generator/22.6.0/python") == "OpenAPI-Generator");
   CHECK(ManagerFromUserAgent("") == "unknown");
   CHECK(ManagerFromUserAgent(std::string(300, 'a')).size() == 128);
+  // Never cut inside a character.
+  std::string e_acute = "\xc3\xa9";
+  std::string m = ManagerFromUserAgent(std::string(127, 'a') + e_acute);
+  CHECK(m == std::string(127, 'a'));
 }
