@@ -158,8 +158,19 @@ class Walker {
     }
   }
 
-  void Diff(const json* o, const json* v, const Node& n, FieldSet& changed,
-            FieldSet& removed) const {
+  // `skel` is the node in the kind's zero value (null when absent there): a
+  // node that is absent from an object but there in Go's zero value counts
+  // as present, as it would in the decoded Go struct.
+  void Diff(const json* o, const json* v, const Node& n, FieldSet& changed, FieldSet& removed,
+            const json* skel = nullptr) const {
+    static const json kNull;
+    static const json kEmptyObject = json::object();
+    if (!o && skel) {
+      o = skel->is_object() ? &kEmptyObject : &kNull;
+    }
+    if (!v && skel && skel->is_object()) {
+      v = &kEmptyObject;
+    }
     if (!v) {
       if (o) {
         removed.set_member(true);
@@ -182,15 +193,27 @@ class Walker {
     // A null that was there counts as present: the node is not new, only
     // what is inside it.
     if (n.kind == Node::kStruct || n.kind == Node::kMap) {
-      const json& oo = o->is_object() ? *o : json::object();
+      const json& oo = o->is_object() ? *o : kEmptyObject;
+      auto skel_child = [&](const std::string& key) -> const json* {
+        if (!skel || !skel->is_object()) {
+          return nullptr;
+        }
+        auto it = skel->find(key);
+        return it == skel->end() ? nullptr : &*it;
+      };
+      bool meta = n.message && n.message->name == "meta.v1.ObjectMeta";
       for (auto it = v->begin(); it != v->end(); ++it) {
+        if (meta && it.key() == "managedFields") {
+          continue;  // never owned, and large
+        }
         auto ot = oo.find(it.key());
         Diff(ot == oo.end() ? nullptr : &*ot, &it.value(), Child(n, it.key()),
-             changed.Child("f:" + it.key()), removed.Child("f:" + it.key()));
+             changed.Child("f:" + it.key()), removed.Child("f:" + it.key()), skel_child(it.key()));
       }
       for (auto it = oo.begin(); it != oo.end(); ++it) {
-        if (!v->contains(it.key())) {
-          removed.Child("f:" + it.key()).set_member(true);
+        if (!v->contains(it.key()) && !(meta && it.key() == "managedFields")) {
+          Diff(&it.value(), nullptr, Child(n, it.key()), changed.Child("f:" + it.key()),
+               removed.Child("f:" + it.key()), skel_child(it.key()));
         }
       }
     } else if (n.kind == Node::kAssociative) {
@@ -710,9 +733,9 @@ FieldSet FieldManager::StillApplied(const json& last_applied, const json& live) 
   return s;
 }
 
-json FieldManager::Empty() const {
+const json& FieldManager::Empty() const {
   // The same for every write of a kind: made once per type (shared state,
-  // guarded; the table outlives the process's requests).
+  // guarded; entries are never removed, so references to them stay valid).
   static std::mutex mu;
   static std::map<std::pair<const TypeTable*, std::string>, json> cache;
   std::lock_guard lock(mu);
@@ -727,15 +750,9 @@ json FieldManager::Empty() const {
 bool FieldManager::Update(std::vector<ManagedFieldsEntry>& managers, const json& old,
                           const json& obj, const FieldManagerRequest& req) const {
   FieldSet changed, removed;
-  json empty = Empty();
-  json before = old.is_null() ? empty : Overlay(empty, old);
-  json after = Overlay(empty, obj);
-  for (json* o : {&before, &after}) {
-    if (o->contains("metadata") && (*o)["metadata"].is_object()) {
-      (*o)["metadata"].erase("managedFields");
-    }
-  }
-  Compare(before, after, &changed, &removed);
+  const json& empty = Empty();
+  Walker w(types_);
+  w.Diff(old.is_null() ? &empty : &old, &obj, w.OfType(type_), changed, removed, &empty);
   FieldSet ignored = Ignored(req.subresource);
   Clean(changed, ignored);
   Clean(removed, ignored);
@@ -773,7 +790,7 @@ json FieldManager::Apply(const json& live, std::vector<ManagedFieldsEntry> live_
                          const FieldManagerRequest& req,
                          std::vector<ManagedFieldsEntry>* managers) const {
   FieldSet ignored = Ignored(req.subresource);
-  json empty = Empty();
+  const json& empty = Empty();
   json live_clean = Overlay(empty, live);
   if (live_clean.contains("metadata")) {
     live_clean["metadata"].erase("managedFields");

@@ -122,7 +122,7 @@ class FieldManager {
   // The object Go's zero value of the kind encodes to, which a create is
   // compared against (so `spec` and the pod template are not new, but
   // labels are).
-  json Empty() const;
+  const json& Empty() const;
 
   // Records an update (create, update, patch) from `old` to `obj` in
   // `managers`. `old` is null for a create. Returns false, leaving

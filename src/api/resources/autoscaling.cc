@@ -181,7 +181,9 @@ std::string Targets(const json& hpa) {
                       : type == "Pods"              ? "pods"
                       : type == "Object"            ? "object"
                                                     : "external";
-    const json& src = m.value(key, json::object()).is_object() ? m[key] : json::object();
+    static const json kNone = json::object();
+    auto found = m.find(key);
+    const json& src = found != m.end() && found->is_object() ? *found : kNone;
     const json target = src.value("target", json::object());
     std::string name = key == "resource" || key == "containerResource"
                            ? src.value("name", "")
