@@ -467,8 +467,9 @@ void DefaultHorizontalPodAutoscaler(json& obj) {
     json& up = Obj(spec["behavior"], "scaleUp");
     Def(up, "stabilizationWindowSeconds", 0);
     Def(up, "selectPolicy", "Max");
-    Def(up, "policies", json::array({{{"type", "Pods"}, {"value", 4}, {"periodSeconds", 15}},
-                                     {{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}}}));
+    Def(up, "policies",
+        json::array({{{"type", "Pods"}, {"value", 4}, {"periodSeconds", 15}},
+                     {{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}}}));
     json& down = Obj(spec["behavior"], "scaleDown");
     Def(down, "selectPolicy", "Max");
     Def(down, "policies",

@@ -16,7 +16,8 @@ using Shape = std::vector<std::pair<std::string, std::string>>;
 
 const std::map<std::string, Shape>& Shapes() {
   static const std::map<std::string, Shape> shapes = {
-      {"#List", {{"kind", ""}, {"apiVersion", ""}, {"metadata", "meta.v1.ListMeta"}, {"items", ""}}},
+      {"#List",
+       {{"kind", ""}, {"apiVersion", ""}, {"metadata", "meta.v1.ListMeta"}, {"items", ""}}},
       {"#Table",
        {{"kind", ""},
         {"apiVersion", ""},
@@ -222,7 +223,8 @@ void Encoder::Value(const json& v, const std::string& type, std::string& out) co
   // An embedded object (runtime.RawExtension) describes itself as a top-level one does.
   std::string t = type == "#Object" || type == "runtime.RawExtension" ? TopLevelType(v) : type;
   if (t.empty()) {
-    Ordered(v, {}, [](const std::string&) { return std::string(); }, out);
+    Ordered(
+        v, {}, [](const std::string&) { return std::string(); }, out);
     return;
   }
   if (t[0] == '#') {
@@ -256,7 +258,8 @@ void Encoder::Value(const json& v, const std::string& type, std::string& out) co
   }
   const MessageDef* m = types_.Find(t);
   if (!m) {
-    Ordered(v, {}, [](const std::string&) { return std::string(); }, out);
+    Ordered(
+        v, {}, [](const std::string&) { return std::string(); }, out);
     return;
   }
   Message(v, m, out);

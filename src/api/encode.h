@@ -23,8 +23,8 @@ class Encoder {
  public:
   // `kind_type` names the message of a top-level (apiVersion, kind), or ""
   // when it is not known; the encoder then tries `<package>.<version>.<kind>`.
-  using KindType = std::function<std::string(const std::string& api_version,
-                                             const std::string& kind)>;
+  using KindType =
+      std::function<std::string(const std::string& api_version, const std::string& kind)>;
   explicit Encoder(const TypeTable& types, KindType kind_type = nullptr);
 
   // The document with a trailing newline.

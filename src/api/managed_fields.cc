@@ -11,12 +11,18 @@ namespace {
 // Structs and maps that are owned whole (+structType=atomic, +mapType=atomic).
 const std::set<std::string>& AtomicMessages() {
   static const std::set<std::string> s = {
-      "meta.v1.LabelSelector",          "meta.v1.OwnerReference",
-      "core.v1.ObjectReference",        "core.v1.LocalObjectReference",
-      "core.v1.TypedLocalObjectReference", "core.v1.TypedObjectReference",
-      "core.v1.NodeSelector",           "core.v1.TopologySelectorTerm",
-      "core.v1.SecretKeySelector",      "core.v1.ConfigMapKeySelector",
-      "core.v1.ObjectFieldSelector",    "core.v1.ResourceFieldSelector",
+      "meta.v1.LabelSelector",
+      "meta.v1.OwnerReference",
+      "core.v1.ObjectReference",
+      "core.v1.LocalObjectReference",
+      "core.v1.TypedLocalObjectReference",
+      "core.v1.TypedObjectReference",
+      "core.v1.NodeSelector",
+      "core.v1.TopologySelectorTerm",
+      "core.v1.SecretKeySelector",
+      "core.v1.ConfigMapKeySelector",
+      "core.v1.ObjectFieldSelector",
+      "core.v1.ResourceFieldSelector",
   };
   return s;
 }
@@ -181,9 +187,9 @@ class Walker {
       MarkAll(*v, n, changed);
       return;
     }
-    bool container = n.kind == Node::kStruct || n.kind == Node::kMap ? v->is_object()
+    bool container = n.kind == Node::kStruct || n.kind == Node::kMap        ? v->is_object()
                      : n.kind == Node::kAssociative || n.kind == Node::kSet ? v->is_array()
-                                                                             : false;
+                                                                            : false;
     if (!container) {
       if (*o != *v) {
         changed.set_member(true);
@@ -426,9 +432,9 @@ FieldSet Stripped() {
   s.Child("f:apiVersion").set_member(true);
   s.Child("f:kind").set_member(true);
   FieldSet& m = s.Child("f:metadata");
-  for (const char* f : {"name", "namespace", "creationTimestamp", "selfLink", "uid", "generation",
-                        "managedFields", "resourceVersion", "deletionTimestamp",
-                        "deletionGracePeriodSeconds"}) {
+  for (const char* f :
+       {"name", "namespace", "creationTimestamp", "selfLink", "uid", "generation", "managedFields",
+        "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"}) {
     m.Child(std::string("f:") + f).set_member(true);
   }
   return s;
@@ -468,9 +474,8 @@ bool SameManager(const ManagedFieldsEntry& e, const std::string& manager,
 void CapUpdateManagers(std::vector<ManagedFieldsEntry>& managers) {
   constexpr size_t kMax = 10;
   auto updates = [&] {
-    return static_cast<size_t>(std::count_if(managers.begin(), managers.end(), [](const auto& e) {
-      return e.operation == "Update";
-    }));
+    return static_cast<size_t>(std::count_if(
+        managers.begin(), managers.end(), [](const auto& e) { return e.operation == "Update"; }));
   };
   while (updates() > kMax) {
     std::vector<size_t> idx;
@@ -786,8 +791,7 @@ bool FieldManager::Update(std::vector<ManagedFieldsEntry>& managers, const json&
 }
 
 json FieldManager::Apply(const json& live, std::vector<ManagedFieldsEntry> live_managers,
-                         const json& config, const json& merged_in,
-                         const FieldManagerRequest& req,
+                         const json& config, const json& merged_in, const FieldManagerRequest& req,
                          std::vector<ManagedFieldsEntry>* managers) const {
   FieldSet ignored = Ignored(req.subresource);
   const json& empty = Empty();

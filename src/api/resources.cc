@@ -66,14 +66,26 @@ std::vector<std::string> ResourceRegistry::groups() const {
   // kube-apiserver's order of the built-in groups (its group priorities),
   // which is also the order kubectl resolves an ambiguous name in (`ev` is
   // core's events before events.k8s.io's).
-  static const std::vector<std::string> kOrder = {
-      "",          "apiregistration.k8s.io",       "apps",
-      "events.k8s.io", "authentication.k8s.io",    "authorization.k8s.io",
-      "autoscaling",   "batch",                    "certificates.k8s.io",
-      "networking.k8s.io", "policy",               "rbac.authorization.k8s.io",
-      "storage.k8s.io",    "admissionregistration.k8s.io", "apiextensions.k8s.io",
-      "scheduling.k8s.io", "coordination.k8s.io",  "node.k8s.io",
-      "discovery.k8s.io",  "flowcontrol.apiserver.k8s.io"};
+  static const std::vector<std::string> kOrder = {"",
+                                                  "apiregistration.k8s.io",
+                                                  "apps",
+                                                  "events.k8s.io",
+                                                  "authentication.k8s.io",
+                                                  "authorization.k8s.io",
+                                                  "autoscaling",
+                                                  "batch",
+                                                  "certificates.k8s.io",
+                                                  "networking.k8s.io",
+                                                  "policy",
+                                                  "rbac.authorization.k8s.io",
+                                                  "storage.k8s.io",
+                                                  "admissionregistration.k8s.io",
+                                                  "apiextensions.k8s.io",
+                                                  "scheduling.k8s.io",
+                                                  "coordination.k8s.io",
+                                                  "node.k8s.io",
+                                                  "discovery.k8s.io",
+                                                  "flowcontrol.apiserver.k8s.io"};
   std::vector<std::string> g;
   for (const auto& r : resources_) {
     if (std::find(g.begin(), g.end(), r.group) == g.end()) {

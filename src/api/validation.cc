@@ -771,9 +771,10 @@ void ValidateEndpointSlice(const json& obj, const json* old, Causes& c) {
 
 void ValidateReplicationController(const json& obj, const json* old, Causes& c) {
   const json& spec = Get(obj, "spec");
-  if (Present(spec, "minReadySeconds") &&
-      (!spec["minReadySeconds"].is_number_integer() || spec["minReadySeconds"].get<int64_t>() < 0)) {
-    Invalid(c, "spec.minReadySeconds", spec["minReadySeconds"], "must be greater than or equal to 0");
+  if (Present(spec, "minReadySeconds") && (!spec["minReadySeconds"].is_number_integer() ||
+                                           spec["minReadySeconds"].get<int64_t>() < 0)) {
+    Invalid(c, "spec.minReadySeconds", spec["minReadySeconds"],
+            "must be greater than or equal to 0");
   }
   // The selector of a ReplicationController is a plain map of labels.
   const json& selector = Get(spec, "selector");
@@ -840,7 +841,7 @@ void ValidateHorizontalPodAutoscaler(const json& obj, const json* old, Causes& c
       std::string type = Str(metrics[i], "type");
       std::string path = "spec.metrics[" + std::to_string(i) + "]";
       static const std::vector<std::string> kTypes = {"ContainerResource", "External", "Object",
-                                                       "Pods", "Resource"};
+                                                      "Pods", "Resource"};
       if (type.empty()) {
         Required(c, path + ".type");
       } else if (std::find(kTypes.begin(), kTypes.end(), type) == kTypes.end()) {

@@ -42,11 +42,11 @@ const api::Encoder& ApiEncoder() {
     }
     return m;
   }();
-  static const api::Encoder encoder(
-      api::TypeTable::Builtin(), [](const std::string& api_version, const std::string& kind) {
-        auto it = kinds.find({api_version, kind});
-        return it == kinds.end() ? std::string() : it->second;
-      });
+  static const api::Encoder encoder(api::TypeTable::Builtin(),
+                                    [](const std::string& api_version, const std::string& kind) {
+                                      auto it = kinds.find({api_version, kind});
+                                      return it == kinds.end() ? std::string() : it->second;
+                                    });
   return encoder;
 }
 
@@ -119,8 +119,7 @@ void RejectYamlDuplicates(const Decoded& d) {
 // A body that does not decode as the kind a request needs, in Kubernetes'
 // words: what was wrong, then the start of the body (as text when it looks
 // like JSON, else in hex) so the user sees what was sent.
-StatusError Unrecognized(const std::string& kind, const std::string& why,
-                         const std::string& body) {
+StatusError Unrecognized(const std::string& kind, const std::string& why, const std::string& body) {
   constexpr size_t kMax = 30;
   std::string summary;
   if (body.empty()) {
@@ -478,8 +477,8 @@ void ApiServer::ServeOpenApiV2(http::Request& req, http::ResponseWriter& w) {
   bool protobuf = false, found = accept.empty();
   for (size_t pos = 0; !found && pos <= accept.size();) {
     size_t comma = accept.find(',', pos);
-    std::string type = MediaType(
-        accept.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+    std::string type =
+        MediaType(accept.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
     if (type == "application/com.github.proto-openapi.spec.v2@v1.0+protobuf" || type == kProto) {
       protobuf = found = true;
     } else if (type == "application/json" || type == "*/*" || type == "application/*") {
@@ -569,9 +568,8 @@ void ApiServer::Route(http::Request& req, http::ResponseWriter& w) {
     WriteJson(w, 200, body, ct);
   };
   if (segs.empty()) {
-    json paths = json::array(
-        {"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz",
-         "/version"});
+    json paths = json::array({"/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2",
+                              "/openapi/v3", "/readyz", "/version"});
     for (const auto& g : registry_.groups()) {
       if (!g.empty()) {
         paths.push_back("/apis/" + g);
@@ -731,8 +729,8 @@ json ApiServer::DecodeTyped(const http::Request& req, const std::string& api_ver
       obj = std::move(d.value);
       duplicates = std::move(d.duplicate_keys);
     } catch (const ParseError& e) {
-      throw Unrecognized(kind_want, std::string("couldn't get version/kind; json parse error: ") +
-                                        e.what(),
+      throw Unrecognized(kind_want,
+                         std::string("couldn't get version/kind; json parse error: ") + e.what(),
                          req.body);
     }
   } else if (media == "application/yaml" || media == "application/x-yaml" || media == "text/yaml") {
@@ -741,8 +739,8 @@ json ApiServer::DecodeTyped(const http::Request& req, const std::string& api_ver
       RejectYamlDuplicates(d);
       obj = std::move(d.value);
     } catch (const ParseError& e) {
-      throw Unrecognized(kind_want, std::string("couldn't get version/kind; yaml parse error: ") +
-                                        e.what(),
+      throw Unrecognized(kind_want,
+                         std::string("couldn't get version/kind; yaml parse error: ") + e.what(),
                          req.body);
     }
   } else {
@@ -804,25 +802,25 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
   const std::string& m = req.method;
   WriteOptions wo;
   std::string manager = req.Param("fieldManager");
-  if (manager.size() > 128 ||
-      std::any_of(manager.begin(), manager.end(),
-                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
-    throw api::Invalid("meta.k8s.io", "PatchOptions", "",
-                       {{"FieldValueInvalid",
-                         "Invalid value: \"" + manager +
-                             "\": must be at most 128 printable characters",
-                         "fieldManager"}});
+  if (manager.size() > 128 || std::any_of(manager.begin(), manager.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      })) {
+    throw api::Invalid(
+        "meta.k8s.io", "PatchOptions", "",
+        {{"FieldValueInvalid",
+          "Invalid value: \"" + manager + "\": must be at most 128 printable characters",
+          "fieldManager"}});
   }
   // Without a fieldManager, the manager is the client's product name.
-  bool apply_patch = m == "PATCH" && MediaType(req.Header("Content-Type")).rfind(
-                                         "application/apply-patch", 0) == 0;
+  bool apply_patch = m == "PATCH" &&
+                     MediaType(req.Header("Content-Type")).rfind("application/apply-patch", 0) == 0;
   wo.field_manager = !manager.empty() || apply_patch
                          ? manager
                          : api::ManagerFromUserAgent(req.Header("User-Agent"));
   if (req.Has("force") && m == "PATCH" && !apply_patch) {
-    throw api::Invalid("meta.k8s.io", "PatchOptions", "",
-                       {{"FieldValueForbidden",
-                         "Forbidden: may not be specified for non-apply patch", "force"}});
+    throw api::Invalid(
+        "meta.k8s.io", "PatchOptions", "",
+        {{"FieldValueForbidden", "Forbidden: may not be specified for non-apply patch", "force"}});
   }
   std::string dry = req.Param("dryRun");
   if (!dry.empty() && dry != "All") {
@@ -843,13 +841,13 @@ void ApiServer::ServeResource(http::Request& req, http::ResponseWriter& w,
     }
   };
   if (sub.empty()) {
-    std::string verb = m == "GET"      ? (name.empty() ? (Truthy(req.Param("watch")) ? "watch" : "list")
-                                                       : "get")
-                       : m == "POST"   ? "create"
-                       : m == "PUT"    ? "update"
-                       : m == "PATCH"  ? "patch"
-                       : m == "DELETE" ? (name.empty() ? "deletecollection" : "delete")
-                                       : "";
+    std::string verb =
+        m == "GET"      ? (name.empty() ? (Truthy(req.Param("watch")) ? "watch" : "list") : "get")
+        : m == "POST"   ? "create"
+        : m == "PUT"    ? "update"
+        : m == "PATCH"  ? "patch"
+        : m == "DELETE" ? (name.empty() ? "deletecollection" : "delete")
+                        : "";
     if (!r.has_verb(verb)) {
       throw api::MethodNotAllowed(
           "the server does not allow this method on the requested resource");
@@ -1162,8 +1160,9 @@ void ApiServer::ServeVirtual(http::Request& req, http::ResponseWriter& w,
     }
     Negotiated neg = Negotiate(req.Header("Accept"));
     if (neg.table) {
-      WriteJson(w, 200,
-                BuildTable(r, items, json::object(), req.Param("includeObject"), neg.table_version));
+      WriteJson(
+          w, 200,
+          BuildTable(r, items, json::object(), req.Param("includeObject"), neg.table_version));
       return;
     }
     WriteJson(w, 200,
@@ -1191,8 +1190,7 @@ void ApiServer::ServeAuthorization(http::Request& req, http::ResponseWriter& w,
   const char* why = "minik does not enforce authorization: every authenticated user is allowed";
   if (r.plural == "selfsubjectrulesreviews") {
     out["status"] = {
-        {"resourceRules",
-         {{{"verbs", {"*"}}, {"apiGroups", {"*"}}, {"resources", {"*"}}}}},
+        {"resourceRules", {{{"verbs", {"*"}}, {"apiGroups", {"*"}}, {"resources", {"*"}}}}},
         {"nonResourceRules", {{{"verbs", {"*"}}, {"nonResourceURLs", {"*"}}}}},
         {"incomplete", false}};
   } else {
@@ -1208,8 +1206,8 @@ void ApiServer::ServeScale(http::Request& req, http::ResponseWriter& w, const ap
     // A ReplicationController's selector is a plain map of labels.
     bool map_selector = sel && sel->is_object() && !sel->contains("matchLabels") &&
                         !sel->contains("matchExpressions");
-    std::string selector = map_selector ? api::FormatLabels(*sel, "")
-                                        : api::FormatSelector(sel ? *sel : json());
+    std::string selector =
+        map_selector ? api::FormatLabels(*sel, "") : api::FormatSelector(sel ? *sel : json());
     if (selector == "<none>") {
       selector = "";
     }

@@ -58,6 +58,25 @@ json ScalarSchema(const std::string& type) {
   return nullptr;
 }
 
+// The schema of a top-level kind has apiVersion and kind (TypeMeta).
+void AddTypeMeta(json& s) {
+  s["properties"]["apiVersion"] = {
+      {"type", "string"},
+      {"description",
+       "APIVersion defines the versioned schema of this representation of an object."}};
+  s["properties"]["kind"] = {
+      {"type", "string"},
+      {"description",
+       "Kind is a string value representing the REST resource this object represents."}};
+}
+
+json PatchSchema() {
+  return {{"type", "object"},
+          {"description",
+           "Patch is provided to give a concrete name and type to the Kubernetes PATCH request "
+           "body."}};
+}
+
 // The schemas of the messages with a JSON form of their own (null for others).
 json SpecialSchema(const std::string& name) {
   if (name == "resource.Quantity") {
@@ -241,7 +260,10 @@ json V2MessageSchema(const api::MessageDef& m) {
 
 json V2Param(const std::string& name, const std::string& in, const std::string& description,
              bool required = false) {
-  json p = {{"name", name}, {"in", in}, {"description", description}, {"type", "string"},
+  json p = {{"name", name},
+            {"in", in},
+            {"description", description},
+            {"type", "string"},
             {"uniqueItems", true}};
   if (required) {
     p["required"] = true;
@@ -251,30 +273,29 @@ json V2Param(const std::string& name, const std::string& in, const std::string& 
 
 json V2Operation(const api::ResourceInfo& r, const std::string& action, const std::string& op_id,
                  const std::string& response_ref, bool body) {
-  json op = {{"operationId", op_id},
-             {"tags", {r.group.empty() ? "core_" + r.version : r.group + "_" + r.version}},
-             {"description", action + " " + r.kind},
-             {"consumes", {"*/*"}},
-             {"produces", {"application/json", "application/yaml",
-                           "application/vnd.kubernetes.protobuf"}},
-             {"schemes", {"https"}},
-             {"responses",
-              {{"200", {{"description", "OK"}, {"schema", {{"$ref", response_ref}}}}},
-               {"401", {{"description", "Unauthorized"}}}}},
-             {"x-kubernetes-action", action},
-             {"x-kubernetes-group-version-kind",
-              {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}}};
+  json op = {
+      {"operationId", op_id},
+      {"tags", {r.group.empty() ? "core_" + r.version : r.group + "_" + r.version}},
+      {"description", action + " " + r.kind},
+      {"consumes", {"*/*"}},
+      {"produces", {"application/json", "application/yaml", "application/vnd.kubernetes.protobuf"}},
+      {"schemes", {"https"}},
+      {"responses",
+       {{"200", {{"description", "OK"}, {"schema", {{"$ref", response_ref}}}}},
+        {"401", {{"description", "Unauthorized"}}}}},
+      {"x-kubernetes-action", action},
+      {"x-kubernetes-group-version-kind",
+       {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}}};
   json params = json::array();
   if (body) {
-    params.push_back({{"name", "body"},
-                      {"in", "body"},
-                      {"required", true},
-                      {"schema",
-                       {{"$ref", action == "patch"
-                                     ? "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
-                                     : response_ref}}}});
-    for (const auto& [n, d] :
-         std::vector<std::pair<std::string, std::string>>{
+    params.push_back(
+        {{"name", "body"},
+         {"in", "body"},
+         {"required", true},
+         {"schema",
+          {{"$ref", action == "patch" ? "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+                                      : response_ref}}}});
+    for (const auto& [n, d] : std::vector<std::pair<std::string, std::string>>{
              {"dryRun", "When present, indicates that modifications should not be persisted."},
              {"fieldManager",
               "fieldManager is a name associated with the actor or entity that is making these "
@@ -343,8 +364,8 @@ json OpenApiV2(const api::ResourceRegistry& reg, const api::TypeTable& types) {
       paths[coll] = collection;
     }
     if (!item.empty()) {
-      item["parameters"] = r.namespaced ? json::array({name_param, ns_param})
-                                        : json::array({name_param});
+      item["parameters"] =
+          r.namespaced ? json::array({name_param, ns_param}) : json::array({name_param});
       paths[coll + "/{name}"] = item;
     }
   }
@@ -362,22 +383,12 @@ json OpenApiV2(const api::ResourceRegistry& reg, const api::TypeTable& types) {
       }
     }
     if (!gvks.empty()) {
-      s["properties"]["apiVersion"] = {
-          {"type", "string"},
-          {"description",
-           "APIVersion defines the versioned schema of this representation of an object."}};
-      s["properties"]["kind"] = {
-          {"type", "string"},
-          {"description",
-           "Kind is a string value representing the REST resource this object represents."}};
+      AddTypeMeta(s);
       s["x-kubernetes-group-version-kind"] = gvks;
     }
     definitions[SchemaName(m)] = s;
   }
-  definitions["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
-      {"type", "object"},
-      {"description",
-       "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body."}};
+  definitions["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = PatchSchema();
   return {{"swagger", "2.0"},
           {"info", {{"title", "Kubernetes"}, {"version", "v1.32.0"}}},
           {"paths", paths},
@@ -482,24 +493,14 @@ json OpenApiDocument(const api::ResourceRegistry& reg, const api::TypeTable& typ
     json s = MessageSchema(types, *def);
     for (const auto& r : reg.all()) {
       if (r.type_name == m) {
-        s["properties"]["apiVersion"] = {
-            {"type", "string"},
-            {"description",
-             "APIVersion defines the versioned schema of this representation of an object."}};
-        s["properties"]["kind"] = {
-            {"type", "string"},
-            {"description",
-             "Kind is a string value representing the REST resource this object represents."}};
+        AddTypeMeta(s);
         s["x-kubernetes-group-version-kind"] = {
             {{"group", r.group}, {"version", r.version}, {"kind", r.kind}}};
       }
     }
     schemas[SchemaName(m)] = s;
   }
-  schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = {
-      {"type", "object"},
-      {"description",
-       "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body."}};
+  schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Patch"] = PatchSchema();
   return {{"openapi", "3.0.0"},
           {"info", {{"title", "Kubernetes"}, {"version", "v1.32.0"}}},
           {"paths", paths},

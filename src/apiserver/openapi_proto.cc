@@ -47,6 +47,13 @@ class Writer {
       }
     }
   }
+  // A map entry (`Named*` message): name = 1, value = 2, as field `field`.
+  void Named(int field, const std::string& name, const std::string& value) {
+    Writer entry;
+    entry.String(1, name);
+    entry.Bytes(2, value);
+    Bytes(field, entry.str());
+  }
   const std::string& str() const { return out_; }
 
  private:
@@ -71,10 +78,7 @@ void Extensions(Writer& w, int field, const json& o) {
     }
     Writer any;
     any.String(2, it.value().dump() + "\n");
-    Writer named;
-    named.String(1, it.key());
-    named.Bytes(2, any.str());
-    w.Bytes(field, named.str());
+    w.Named(field, it.key(), any.str());
   }
 }
 
@@ -84,10 +88,7 @@ std::string Schema(const json& s);
 std::string NamedSchemas(const json& m) {
   Writer w;
   for (auto it = m.begin(); it != m.end(); ++it) {
-    Writer named;
-    named.String(1, it.key());
-    named.Bytes(2, Schema(it.value()));
-    w.Bytes(1, named.str());
+    w.Named(1, it.key(), Schema(it.value()));
   }
   return w.str();
 }
@@ -181,10 +182,7 @@ std::string Operation(const json& op) {
     }
     Writer value;
     value.Bytes(1, response.str());
-    Writer named;
-    named.String(1, code);
-    named.Bytes(2, value.str());
-    responses.Bytes(1, named.str());
+    responses.Named(1, code, value.str());
   }
   w.Bytes(9, responses.str());
   w.Strings(10, op.value("schemes", json::array()));
@@ -194,8 +192,9 @@ std::string Operation(const json& op) {
 
 std::string PathItem(const json& item) {
   Writer w;
-  static const std::pair<const char*, int> kOps[] = {
-      {"get", 2}, {"put", 3}, {"post", 4}, {"delete", 5}, {"options", 6}, {"head", 7}, {"patch", 8}};
+  static const std::pair<const char*, int> kOps[] = {{"get", 2},    {"put", 3},     {"post", 4},
+                                                     {"delete", 5}, {"options", 6}, {"head", 7},
+                                                     {"patch", 8}};
   for (const auto& [name, field] : kOps) {
     if (auto it = item.find(name); it != item.end()) {
       w.Bytes(field, Operation(*it));
@@ -222,10 +221,7 @@ std::string OpenApiV2Protobuf(const json& doc) {
   Writer paths;
   const json all_paths = doc.value("paths", json::object());
   for (const auto& [path, item] : all_paths.items()) {
-    Writer named;
-    named.String(1, path);
-    named.Bytes(2, PathItem(item));
-    paths.Bytes(2, named.str());
+    paths.Named(2, path, PathItem(item));
   }
   w.Bytes(8, paths.str());
   w.Bytes(9, NamedSchemas(doc.value("definitions", json::object())));
@@ -234,10 +230,7 @@ std::string OpenApiV2Protobuf(const json& doc) {
     for (const auto& [name, scopes] : req.items()) {
       Writer arr;
       arr.Strings(1, scopes);
-      Writer named;
-      named.String(1, name);
-      named.Bytes(2, arr.str());
-      sr.Bytes(1, named.str());
+      sr.Named(1, name, arr.str());
     }
     w.Bytes(12, sr.str());
   }
@@ -251,10 +244,7 @@ std::string OpenApiV2Protobuf(const json& doc) {
     key.String(4, Str(d, "description"));
     Writer item;
     item.Bytes(2, key.str());
-    Writer named;
-    named.String(1, name);
-    named.Bytes(2, item.str());
-    defs.Bytes(1, named.str());
+    defs.Named(1, name, item.str());
   }
   w.Bytes(13, defs.str());
   return w.str();

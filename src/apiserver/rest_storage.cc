@@ -246,8 +246,8 @@ void RestStorage::PrepareCreate(const ResourceInfo& r, const std::string& ns, js
   // What an apply owns is its configuration as sent; managedFields sent with
   // a create are kept when valid (an exported object keeps its owners).
   json config = apply ? obj : json();
-  json body_managed = Find(obj, "metadata.managedFields") ? *Find(obj, "metadata.managedFields")
-                                                          : json();
+  json body_managed =
+      Find(obj, "metadata.managedFields") ? *Find(obj, "metadata.managedFields") : json();
   json& meta = Meta(obj);
   if (r.namespaced) {
     std::string body_ns = meta.value("namespace", "");
@@ -401,9 +401,10 @@ void RestStorage::AdmitDelete(const ResourceInfo& r, const json& obj) {
   if (r.group.empty() && r.plural == "namespaces") {
     std::string name = GetString(obj, "metadata.name");
     if (name == "default" || name == "kube-system" || name == "kube-public") {
-      throw StatusError(403, "Forbidden",
-                        "namespaces \"" + name + "\" is forbidden: this namespace may not be deleted",
-                        json{{"name", name}, {"kind", "namespaces"}});
+      throw StatusError(
+          403, "Forbidden",
+          "namespaces \"" + name + "\" is forbidden: this namespace may not be deleted",
+          json{{"name", name}, {"kind", "namespaces"}});
     }
   }
 }
@@ -686,7 +687,8 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
     }
     if (body_managed) {
       const json& b = *body_managed;
-      bool reset = b.is_array() && (b.empty() || (b.size() == 1 && b[0].is_object() && b[0].empty()));
+      bool reset =
+          b.is_array() && (b.empty() || (b.size() == 1 && b[0].is_object() && b[0].empty()));
       if (reset) {
         managers.clear();
       } else if (auto given = api::ParseManagedFields(b); given && !given->empty()) {
@@ -697,10 +699,10 @@ bool RestStorage::PrepareUpdate(const ResourceInfo& r, const json& old, json& ob
     if (!managers.empty() && !o.field_manager.empty() && subresource != "binding") {
       api::FieldManager fm(types_, r.type_name, r.has_subresource("status"));
       std::string sub = o.managed_subresource.empty() ? subresource : o.managed_subresource;
-      fm.Update(managers, old, obj,
-                {o.field_manager,
-                 o.managed_api_version.empty() ? r.api_version() : o.managed_api_version, sub,
-                 FormatTime(Now()), false});
+      fm.Update(
+          managers, old, obj,
+          {o.field_manager, o.managed_api_version.empty() ? r.api_version() : o.managed_api_version,
+           sub, FormatTime(Now()), false});
     }
     if (managers.empty()) {
       Meta(obj).erase("managedFields");
@@ -867,8 +869,8 @@ json RestStorage::ApplyConfig(const ResourceInfo& r, const json& old, const json
       throw StatusError(409, "Conflict", left.what(), json{{"causes", causes}});
     }
     req.force = true;
-    merged = fm.Apply(old, live, config, ApplyPatch(r, old, PatchType::kApply, config), req,
-                      &managers);
+    merged =
+        fm.Apply(old, live, config, ApplyPatch(r, old, PatchType::kApply, config), req, &managers);
   }
   // kubectl's last-applied annotation, where there is one, follows what
   // kubectl applies on the server (so a later client-side apply works).

@@ -90,8 +90,8 @@ class RestStorage {
   // it leaves fields of the wrong type.
   json ApplyPatch(const ResourceInfo& r, const json& old, PatchType type, const json& patch) const;
   // Everything a create does before the write: metadata, defaults, admission, validation.
-  void PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj,
-                     const WriteOptions& o, bool apply);
+  void PrepareCreate(const ResourceInfo& r, const std::string& ns, json& obj, const WriteOptions& o,
+                     bool apply);
   // Everything an update does before the write; returns false when nothing changed.
   bool PrepareUpdate(const ResourceInfo& r, const json& old, json& obj,
                      const std::string& subresource, const WriteOptions& o);

@@ -292,9 +292,7 @@ class JobController : public QueueController {
   }
 
  private:
-  std::string OwnerKey(const json& pod) const {
-    return ResolveControllerRef(pod, "Job", *jobs_);
-  }
+  std::string OwnerKey(const json& pod) const { return ResolveControllerRef(pod, "Job", *jobs_); }
 
   void PodChanged(const json& pod) {
     std::string key = OwnerKey(pod);

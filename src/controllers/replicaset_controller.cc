@@ -50,9 +50,10 @@ struct ReplicaKind {
 
 const ReplicaKind kReplicaSetKind{"replicaset", "ReplicaSet", client::resources::kReplicaSets,
                                   false};
-const ReplicaKind kReplicationControllerKind{
-    "replicationcontroller", "ReplicationController", {"/api/v1", "replicationcontrollers", true},
-    true};
+const ReplicaKind kReplicationControllerKind{"replicationcontroller",
+                                             "ReplicationController",
+                                             {"/api/v1", "replicationcontrollers", true},
+                                             true};
 
 class ReplicaSetController : public QueueController {
  public:

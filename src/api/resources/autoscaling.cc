@@ -138,19 +138,19 @@ json V1ToV2(const json& v1_in) {
   if (v1.contains("status") && v1["status"].is_object()) {
     const json& st = v1["status"];
     json o = json::object();
-    for (const char* k : {"observedGeneration", "lastScaleTime", "currentReplicas",
-                          "desiredReplicas"}) {
+    for (const char* k :
+         {"observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"}) {
       if (st.contains(k)) {
         o[k] = st[k];
       }
     }
     json cm = json::array();
     if (st.contains("currentCPUUtilizationPercentage")) {
-      cm.push_back({{"type", "Resource"},
-                    {"resource",
-                     {{"name", "cpu"},
-                      {"current",
-                       {{"averageUtilization", st["currentCPUUtilizationPercentage"]}}}}}});
+      cm.push_back(
+          {{"type", "Resource"},
+           {"resource",
+            {{"name", "cpu"},
+             {"current", {{"averageUtilization", st["currentCPUUtilizationPercentage"]}}}}}});
     }
     if (current.is_array()) {
       for (const auto& m : current) {
@@ -191,8 +191,8 @@ std::string Targets(const json& hpa) {
     std::string cur = "<unknown>";
     std::string tgt;
     json cur_m = current.is_array() && i < current.size() ? current[i] : json();
-    const json* cv = cur_m.is_object() && cur_m.contains(key) ? Find(cur_m[key], "current")
-                                                              : nullptr;
+    const json* cv =
+        cur_m.is_object() && cur_m.contains(key) ? Find(cur_m[key], "current") : nullptr;
     if (target.contains("averageUtilization")) {
       tgt = target["averageUtilization"].dump() + "%";
       if (cv && cv->contains("averageUtilization")) {
@@ -200,9 +200,9 @@ std::string Targets(const json& hpa) {
       }
     } else {
       const char* vk = target.contains("averageValue") ? "averageValue" : "value";
-      tgt = target.contains(vk) ? (target[vk].is_string() ? target[vk].get<std::string>()
-                                                          : target[vk].dump())
-                                : "";
+      tgt = target.contains(vk)
+                ? (target[vk].is_string() ? target[vk].get<std::string>() : target[vk].dump())
+                : "";
       if (cv && cv->contains(vk)) {
         cur = (*cv)[vk].is_string() ? (*cv)[vk].get<std::string>() : (*cv)[vk].dump();
       }
@@ -222,25 +222,25 @@ ResourceInfo Hpa(const std::string& version) {
   r.categories = {"all"};
   r.subresources = {"status"};
   r.reset_status_on_create = true;
-  r.columns = Cols(
-      {NameCol(),
-       Col("Reference", "string", 0,
-           "reference to scaled resource; horizontal pod autoscaler will learn the current "
-           "resource consumption and will set the desired number of pods by using its Scale "
-           "subresource."),
-       Col("Targets", "string", 0,
-           "metrics contains the specifications for which to use to calculate the desired "
-           "replica count (the maximum replica count across all metrics will be used)."),
-       Col("MinPods", "string", 0,
-           "minReplicas is the lower limit for the number of replicas to which the autoscaler "
-           "can scale down."),
-       Col("MaxPods", "integer", 0,
-           "maxReplicas is the upper limit for the number of replicas to which the autoscaler "
-           "can scale up."),
-       Col("Replicas", "integer", 0,
-           "currentReplicas is current number of replicas of pods managed by this autoscaler, "
-           "as last seen by the autoscaler."),
-       AgeCol()});
+  r.columns =
+      Cols({NameCol(),
+            Col("Reference", "string", 0,
+                "reference to scaled resource; horizontal pod autoscaler will learn the current "
+                "resource consumption and will set the desired number of pods by using its Scale "
+                "subresource."),
+            Col("Targets", "string", 0,
+                "metrics contains the specifications for which to use to calculate the desired "
+                "replica count (the maximum replica count across all metrics will be used)."),
+            Col("MinPods", "string", 0,
+                "minReplicas is the lower limit for the number of replicas to which the autoscaler "
+                "can scale down."),
+            Col("MaxPods", "integer", 0,
+                "maxReplicas is the upper limit for the number of replicas to which the autoscaler "
+                "can scale up."),
+            Col("Replicas", "integer", 0,
+                "currentReplicas is current number of replicas of pods managed by this autoscaler, "
+                "as last seen by the autoscaler."),
+            AgeCol()});
   return r;
 }
 

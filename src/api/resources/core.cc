@@ -49,11 +49,11 @@ void RegisterCoreExtras(ResourceRegistry& reg) {
         DefaultPodTemplate(obj["template"]);
       }
     };
-    r.columns = Cols({Col("Template", "string", 0, "Name of the template"),
-                      Col("Containers", "string", 0, "Names of each container in the template."),
-                      Col("Images", "string", 0,
-                          "Images referenced by each container in the template."),
-                      Col("Pod Labels", "string", 0, "The labels of the pod template.")});
+    r.columns =
+        Cols({Col("Template", "string", 0, "Name of the template"),
+              Col("Containers", "string", 0, "Names of each container in the template."),
+              Col("Images", "string", 0, "Images referenced by each container in the template."),
+              Col("Pod Labels", "string", 0, "The labels of the pod template.")});
     r.columns[0].format = "name";
     r.cells = [](const json& t) {
       auto [c, i] = ContainersImages(At(t, "template.spec"));

@@ -90,11 +90,12 @@ void RegisterMoreGroups(ResourceRegistry& reg) {
       priority("groupPriorityMinimum", 20000);
       priority("versionPriority", 1000);
     };
-    r.columns = Cols({NameCol(), Col("Service", "string", 0, "The reference to the service that "
-                                                             "hosts this API endpoint."),
-                      Col("Available", "string", 0,
-                          "Whether this service is available."),
-                      AgeCol()});
+    r.columns =
+        Cols({NameCol(),
+              Col("Service", "string", 0,
+                  "The reference to the service that "
+                  "hosts this API endpoint."),
+              Col("Available", "string", 0, "Whether this service is available."), AgeCol()});
     r.cells = [](const json& a) {
       std::string svc = At(a, "spec.service").is_object()
                             ? S(a, "spec.service.namespace") + "/" + S(a, "spec.service.name")
@@ -147,13 +148,12 @@ void RegisterMoreGroups(ResourceRegistry& reg) {
         c.push_back({"FieldValueRequired", "Required value", "spec.usages"});
       }
     };
-    r.columns =
-        Cols({NameCol(), AgeCol(), Col("SignerName"), Col("Requestor"),
-              Col("RequestedDuration"), Col("Condition")});
+    r.columns = Cols({NameCol(), AgeCol(), Col("SignerName"), Col("Requestor"),
+                      Col("RequestedDuration"), Col("Condition")});
     r.cells = [](const json& csr) {
       std::string cond;
-      for (const auto& c : At(csr, "status.conditions").is_array() ? At(csr, "status.conditions")
-                                                                  : json::array()) {
+      for (const auto& c :
+           At(csr, "status.conditions").is_array() ? At(csr, "status.conditions") : json::array()) {
         cond += (cond.empty() ? "" : ",") + c.value("type", "");
       }
       if (cond.empty()) {
@@ -216,17 +216,17 @@ void RegisterMoreGroups(ResourceRegistry& reg) {
   // ---- storage.k8s.io/v1 ----
   {
     auto r = R("storage.k8s.io", "v1", "CSIDriver", "csidrivers", false);
-    r.columns = Cols({NameCol(), Col("AttachRequired"), Col("PodInfoOnMount"),
-                      Col("StorageCapacity"), Col("TokenRequests"), Col("RequiresRepublish"),
-                      Col("Modes"), AgeCol()});
+    r.columns =
+        Cols({NameCol(), Col("AttachRequired"), Col("PodInfoOnMount"), Col("StorageCapacity"),
+              Col("TokenRequests"), Col("RequiresRepublish"), Col("Modes"), AgeCol()});
     r.cells = [](const json& o) {
       auto flag = [&](const char* path, bool def) {
         const json& v = At(o, path);
         return v.is_boolean() ? (v.get<bool>() ? "true" : "false") : (def ? "true" : "false");
       };
       std::string tokens;
-      for (const auto& t : At(o, "spec.tokenRequests").is_array() ? At(o, "spec.tokenRequests")
-                                                                  : json::array()) {
+      for (const auto& t :
+           At(o, "spec.tokenRequests").is_array() ? At(o, "spec.tokenRequests") : json::array()) {
         tokens += (tokens.empty() ? "" : ",") + t.value("audience", "");
       }
       return json{Name(o),
@@ -243,9 +243,7 @@ void RegisterMoreGroups(ResourceRegistry& reg) {
   {
     auto r = R("storage.k8s.io", "v1", "CSINode", "csinodes", false);
     r.columns = Cols({NameCol(), Col("Drivers", "integer"), AgeCol()});
-    r.cells = [](const json& o) {
-      return json{Name(o), At(o, "spec.drivers").size(), AgeOf(o)};
-    };
+    r.cells = [](const json& o) { return json{Name(o), At(o, "spec.drivers").size(), AgeOf(o)}; };
     reg.Add(std::move(r));
   }
   {
@@ -260,8 +258,8 @@ void RegisterMoreGroups(ResourceRegistry& reg) {
     auto r = R("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", false);
     r.subresources = {"status"};
     r.reset_status_on_create = true;
-    r.columns = Cols({NameCol(), Col("Attacher"), Col("PV"), Col("Node"),
-                      Col("Attached", "boolean"), AgeCol()});
+    r.columns = Cols(
+        {NameCol(), Col("Attacher"), Col("PV"), Col("Node"), Col("Attached", "boolean"), AgeCol()});
     r.cells = [](const json& o) {
       return json{Name(o),
                   S(o, "spec.attacher"),

@@ -117,8 +117,8 @@ TEST_CASE("apply: same values are shared, other values conflict, force takes the
   } catch (const ApplyConflictError& e) {
     REQUIRE(e.conflicts().size() == 2);
     CHECK(e.conflicts()[0].path == ".spec.containers[name=\"c\"].image");
-    CHECK(std::string(e.what()).find("Apply failed with 2 conflicts: conflicts with \"kubectl\":") ==
-          0);
+    CHECK(std::string(e.what()).find(
+              "Apply failed with 2 conflicts: conflicts with \"kubectl\":") == 0);
   }
   // Forced, the image moves to the new manager; the labels stay shared.
   std::vector<ManagedFieldsEntry> forced;
