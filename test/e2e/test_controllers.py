@@ -86,9 +86,17 @@ class ControllersTest(unittest.TestCase):
         ns = self.ns("big")
         self.k("-n", ns, "create", "deployment", "big", "--image=nginx", "--replicas=2000")
         self.k("-n", ns, "rollout", "status", "deploy/big", "--timeout=120s")
+
+        def reasons():
+            events = json.loads(self.k("-n", ns, "get", "events", "-o", "json").stdout)["items"]
+            return [e["reason"] for e in events if e["involvedObject"]["kind"] == "ReplicaSet"]
+        # Events are written behind the pods, by the recorder's own thread:
+        # wait for them rather than for a fixed time, then a little longer
+        # for any extra create that would follow.
+        wait_for(lambda: reasons().count("SuccessfulCreate") >= 2000, 60, interval=1,
+                 what="an event per created pod")
         time.sleep(2)
-        events = json.loads(self.k("-n", ns, "get", "events", "-o", "json").stdout)["items"]
-        reasons = [e["reason"] for e in events if e["involvedObject"]["kind"] == "ReplicaSet"]
+        reasons = reasons()
         self.assertEqual(reasons.count("SuccessfulCreate"), 2000)
         self.assertEqual(reasons.count("SuccessfulDelete"), 0)
         self.assertEqual(len(names(self.c, "-n", ns, "pods")), 2000)
